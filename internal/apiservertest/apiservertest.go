@@ -40,6 +40,8 @@ func Start(t testing.TB) *rest.Config {
 		CRDDirectoryPaths:     []string{filepath.Join(Root(), "manifests", "crds")},
 		ErrorIfCRDPathMissing: true,
 	}
+	// Dual-stack, so Services can ask for both families.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16,fd00:10::/108")
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting kube-apiserver and etcd from %s (run `make test`, which builds them): %v", AssetsDir(), err)
