@@ -82,11 +82,11 @@ func TestParseAllNamesIndex(t *testing.T) {
 
 func TestSizeAndContains(t *testing.T) {
 	tests := []struct {
-		in       string
-		size     string
-		u64      uint64
-		i64      int64
-		in_, out []string
+		in              string
+		size            string
+		u64             uint64
+		i64             int64
+		inside, outside []string
 	}{
 		{"10.0.0.0/24", "256", 256, 256, []string{"10.0.0.0", "10.0.0.255", "::ffff:10.0.0.7"}, []string{"10.0.1.0", "9.255.255.255", "fd00::"}},
 		{"10.0.0.5-10.0.0.5", "1", 1, 1, []string{"10.0.0.5"}, []string{"10.0.0.4", "10.0.0.6"}},
