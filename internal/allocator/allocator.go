@@ -68,8 +68,8 @@ func (a *Allocator) SetPools(pools []Pool) {
 
 // Assign gives svc its addresses and returns them. It keeps current (or,
 // if current is empty, what svc.Key already holds) when that is still valid
-// for svc; otherwise it chooses anew, reusing any of those addresses that
-// still fit. On success svc.Key holds exactly the result; on error, an
+// for svc; otherwise it chooses anew, reusing any address of current or of
+// the holding that still fits. On success svc.Key holds exactly the result; on error, an
 // *Error, its previous holding is unchanged.
 func (a *Allocator) Assign(svc Service, current []netip.Addr) (Result, error) {
 	req, err := normalize(&svc)
@@ -82,13 +82,22 @@ func (a *Allocator) Assign(svc Service, current []netip.Addr) (Result, error) {
 			cur = append(cur, ip.Unmap().WithZone(""))
 		}
 	}
+	var held []netip.Addr
+	if h, ok := a.svcs[svc.Key]; ok {
+		held = h.ips
+	}
 	if len(cur) == 0 {
-		if h, ok := a.svcs[svc.Key]; ok {
-			cur = slices.Clone(h.ips)
-		}
+		cur = slices.Clone(held)
 	}
 	if p, ok := a.currentValid(&svc, req, cur); ok {
 		return a.commit(svc, orderIPs(cur, req.fams), p), nil
+	}
+	// Choosing anew still prefers what the Service has: its current
+	// addresses, then what it holds here, where they still fit.
+	for _, ip := range held {
+		if !slices.Contains(cur, ip) {
+			cur = append(cur, ip)
+		}
 	}
 	var ips []netip.Addr
 	var e *Error
@@ -292,6 +301,14 @@ func (a *Allocator) conflict(svc *Service, ip netip.Addr) *Error {
 
 func quote(s string) string { return `"` + s + `"` }
 
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
 func portClash(a, b []Port) (Port, bool) {
 	for _, p := range a {
 		for _, q := range b {
@@ -387,9 +404,9 @@ func (a *Allocator) assignAuto(svc *Service, req request, cur []netip.Addr) ([]n
 		}
 	}
 	if len(exhausted) > 0 {
-		return nil, errorf(ReasonPoolExhausted, "service %s: no free address in address pools %s", svc.Key, strings.Join(exhausted, ","))
+		return nil, errorf(ReasonPoolExhausted, "service %s: no free address in address pools %s", svc.Key, quoteAll(exhausted))
 	}
-	return nil, errorf(ReasonFamily, "service %s: %s %s cannot be met by address pools %s", svc.Key, svc.Policy, famNames(req.fams), strings.Join(family, ","))
+	return nil, errorf(ReasonFamily, "service %s: %s %s cannot be met by address pools %s", svc.Key, svc.Policy, famNames(req.fams), quoteAll(family))
 }
 
 func famNames(fs []Family) string {
