@@ -13,12 +13,28 @@ type L2AdvertisementSpec struct {
 	IPAddressPools []string `json:"ipAddressPools,omitempty"`
 	// IPAddressPoolSelectors select pools to announce by their labels.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || size(self.matchExpressions) <= 32",message="at most 32 matchExpressions are allowed",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || self.matchExpressions[i].operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['In', 'NotIn']) || (has(self.matchExpressions[i].values) && size(self.matchExpressions[i].values) > 0))",message="matchExpressions with operator In or NotIn need values",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['Exists', 'DoesNotExist']) || !has(self.matchExpressions[i].values) || size(self.matchExpressions[i].values) == 0)",message="matchExpressions with operator Exists or DoesNotExist take no values",fieldPath=".matchExpressions"
 	IPAddressPoolSelectors []metav1.LabelSelector `json:"ipAddressPoolSelectors,omitempty"`
 	// NodeSelectors limit the nodes that may announce. Empty means all.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || size(self.matchExpressions) <= 32",message="at most 32 matchExpressions are allowed",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || self.matchExpressions[i].operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['In', 'NotIn']) || (has(self.matchExpressions[i].values) && size(self.matchExpressions[i].values) > 0))",message="matchExpressions with operator In or NotIn need values",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['Exists', 'DoesNotExist']) || !has(self.matchExpressions[i].values) || size(self.matchExpressions[i].values) == 0)",message="matchExpressions with operator Exists or DoesNotExist take no values",fieldPath=".matchExpressions"
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
 	// Interfaces limit the interfaces answers are sent on. Empty means all.
+	// Names follow Linux's rules: 1 to 15 bytes, no "/", ":" or
+	// whitespace, not "." or "..".
 	// +optional
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=15
+	// +kubebuilder:validation:items:Pattern=`^[^/:\s]+$`
+	// +kubebuilder:validation:items:XValidation:rule="self != '.' && self != '..'",message="must not be . or .."
 	Interfaces []string `json:"interfaces,omitempty"`
 }
 
@@ -51,17 +67,29 @@ type BGPAdvertisementSpec struct {
 	// AggregationLength is the prefix length advertised for IPv4 addresses.
 	// +optional
 	// +kubebuilder:default=32
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32
 	AggregationLength *int32 `json:"aggregationLength,omitempty"`
 	// AggregationLengthV6 is the prefix length advertised for IPv6 addresses.
 	// +optional
 	// +kubebuilder:default=128
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=128
 	AggregationLengthV6 *int32 `json:"aggregationLengthV6,omitempty"`
 	// LocalPref is the LOCAL_PREF attribute, sent to iBGP peers only.
 	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	// +kubebuilder:validation:Format=int64
 	LocalPref uint32 `json:"localPref,omitempty"`
 	// Communities are standard ("65535:65282"), large ("large:1:2:3"), or
 	// names of values defined in a Community object.
 	// +optional
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:XValidation:rule=`self.matches('^[0-9]{1,5}:[0-9]{1,5}$') || self.matches('^large:[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}$') || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')`,message="must be a standard community A:B, a large community large:A:B:C, or the name of a Community alias"
+	// +kubebuilder:validation:items:XValidation:rule=`!self.matches('^[0-9]{1,5}:[0-9]{1,5}$') || self.split(':').all(n, int(n) <= 65535)`,message="a standard community's numbers must be 0 to 65535"
+	// +kubebuilder:validation:items:XValidation:rule=`!self.matches('^large:[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}$') || self.split(':').all(n, n == 'large' || int(n) <= 4294967295)`,message="a large community's numbers must be 0 to 4294967295"
 	Communities []string `json:"communities,omitempty"`
 	// IPAddressPools names the pools to advertise. With neither this nor
 	// IPAddressPoolSelectors, every pool is advertised.
@@ -69,9 +97,19 @@ type BGPAdvertisementSpec struct {
 	IPAddressPools []string `json:"ipAddressPools,omitempty"`
 	// IPAddressPoolSelectors select pools to advertise by their labels.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || size(self.matchExpressions) <= 32",message="at most 32 matchExpressions are allowed",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || self.matchExpressions[i].operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['In', 'NotIn']) || (has(self.matchExpressions[i].values) && size(self.matchExpressions[i].values) > 0))",message="matchExpressions with operator In or NotIn need values",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['Exists', 'DoesNotExist']) || !has(self.matchExpressions[i].values) || size(self.matchExpressions[i].values) == 0)",message="matchExpressions with operator Exists or DoesNotExist take no values",fieldPath=".matchExpressions"
 	IPAddressPoolSelectors []metav1.LabelSelector `json:"ipAddressPoolSelectors,omitempty"`
 	// NodeSelectors limit the nodes that advertise. Empty means all.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || size(self.matchExpressions) <= 32",message="at most 32 matchExpressions are allowed",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || self.matchExpressions[i].operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['In', 'NotIn']) || (has(self.matchExpressions[i].values) && size(self.matchExpressions[i].values) > 0))",message="matchExpressions with operator In or NotIn need values",fieldPath=".matchExpressions"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.matchExpressions) || [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31].all(i, i >= size(self.matchExpressions) || !(self.matchExpressions[i].operator in ['Exists', 'DoesNotExist']) || !has(self.matchExpressions[i].values) || size(self.matchExpressions[i].values) == 0)",message="matchExpressions with operator Exists or DoesNotExist take no values",fieldPath=".matchExpressions"
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
 	// Peers names the BGPPeers to advertise to. Empty means all.
 	// +optional
