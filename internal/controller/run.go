@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
+)
+
+// Options configure one controller process.
+type Options struct {
+	Config
+	// Rest reaches the API server.
+	Rest *rest.Config
+	// LeaderElect makes replicas take turns through a Lease in Namespace.
+	LeaderElect bool
+	// LeaseDuration is how long a dead leader blocks a follower.
+	LeaseDuration time.Duration
+	// MetricsAddr and HealthAddr are listen addresses; "0" disables.
+	MetricsAddr, HealthAddr string
+	// Registry receives the controller's metrics; it is also what the
+	// metrics endpoint serves.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Run runs the controller until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1beta1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	lease := o.LeaseDuration
+	if lease <= 0 {
+		lease = 15 * time.Second
+	}
+	renew := lease * 2 / 3
+	retry := lease / 7
+	mgr, err := ctrl.NewManager(o.Rest, ctrl.Options{
+		Scheme: scheme,
+		Logger: logr.FromSlogHandler(o.Logger.Handler()),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&v1beta1.IPAddressPool{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+		}},
+		// Metrics are served below from our own registry together with
+		// controller-runtime's, rather than from its global one alone.
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Replicas may share a process (tests run two side by side); each
+		// has its own metrics registry, so the global name check is moot.
+		Controller:                    config.Controller{SkipNameValidation: ptr(true)},
+		HealthProbeBindAddress:        o.HealthAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              "ironlb-controller",
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &lease,
+		RenewDeadline:                 &renew,
+		RetryPeriod:                   &retry,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("ironlb-controller"), o.Logger, NewMetrics(o.Registry), o.Config)
+	if err := r.Setup(mgr); err != nil {
+		return fmt.Errorf("setting up the service controller: %w", err)
+	}
+	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
+		if err := mgr.Add(metricsServer(o.MetricsAddr, prometheus.Gatherers{o.Registry, ctrlmetrics.Registry}, o.Logger)); err != nil {
+			return err
+		}
+	}
+	o.Logger.Info("controller starting", "namespace", o.Namespace, "class", o.Class, "unclassed", o.Unclassed, "leader_elect", o.LeaderElect)
+	return mgr.Start(ctx)
+}
+
+// metricsServer serves g on addr/metrics on every replica, leader or not.
+func metricsServer(addr string, g prometheus.Gatherer, log *slog.Logger) manager.Runnable {
+	return nonLeader(func(ctx context.Context) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			<-ctx.Done()
+			shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdown)
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+}
+
+// nonLeader is a runnable that runs on every replica.
+type nonLeader func(context.Context) error
+
+func (f nonLeader) Start(ctx context.Context) error { return f(ctx) }
+func (nonLeader) NeedLeaderElection() bool          { return false }
+
+func ptr[T any](v T) *T { return &v }
