@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -21,6 +20,9 @@ import (
 )
 
 func main() {
+	// Our own flag set: controller-runtime registers --kubeconfig on the
+	// global one, with another meaning.
+	flag := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	var (
 		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster")
 		o          controller.Options
@@ -36,7 +38,7 @@ func main() {
 	flag.StringVar(&o.MetricsAddr, "metrics-addr", ":7472", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz; 0 disables")
 	flag.IntVar(&o.Workers, "workers", 8, "Services reconciled at once")
-	flag.Parse()
+	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -55,8 +57,9 @@ func main() {
 	rest.QPS, rest.Burst = float32(*qps), *burst
 	o.Rest = rest
 
+	// Go and process metrics come with controller-runtime's registry, which
+	// is served alongside this one.
 	o.Registry = prometheus.NewRegistry()
-	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
