@@ -46,6 +46,9 @@ func Start(t testing.TB) *rest.Config {
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16,fd00:10::/108")
 	cfg, err := env.Start()
 	if err != nil {
+		// envtest leaves etcd and the API server running when a later step
+		// (installing CRDs) fails.
+		_ = env.Stop()
 		t.Fatalf("starting kube-apiserver and etcd from %s (run `make test`, which builds them): %v", AssetsDir(), err)
 	}
 	t.Cleanup(func() {
