@@ -103,7 +103,9 @@ func Elect(in Input) Result {
 	slices.SortFunc(ips, netip.Addr.Compare)
 
 	var res Result
-	res.Announcements = make([]Announcement, 0, len(ips))
+	if len(ips) > 0 {
+		res.Announcements = make([]Announcement, 0, len(ips))
+	}
 	for _, ip := range ips {
 		group := byIP[ip]
 		cand, failed := e.intersect(group, elig)
@@ -126,6 +128,9 @@ func Elect(in Input) Result {
 			Interfaces: e.interfaces(group, win),
 			Services:   e.keys(group),
 		})
+	}
+	if len(res.Announcements) == 0 {
+		res.Announcements = nil // one spelling of "nothing", for callers comparing results
 	}
 	slices.SortFunc(res.Problems, compareProblems)
 	res.Problems = slices.Compact(res.Problems)
