@@ -55,7 +55,7 @@ func TestElect(t *testing.T) {
 		{
 			desc: "service without addresses and invalid addresses are ignored",
 			in: Input{Nodes: []Node{up("n1")}, Pools: pools, Advertisements: []Advertisement{adAll},
-				Services: []Service{cluster("ns/a", "p"), {Key: "ns/b", Pool: "p", IPs: []netip.Addr{{}}, ReadyNodes: []string{"n1"}}},
+				Services:         []Service{cluster("ns/a", "p"), {Key: "ns/b", Pool: "p", IPs: []netip.Addr{{}}, ReadyNodes: []string{"n1"}}},
 				ExpectedSpeakers: 1},
 		},
 		{
@@ -107,14 +107,14 @@ func TestElect(t *testing.T) {
 			desc: "pool names and pool selectors are ORed",
 			in: Input{Nodes: []Node{up("n1")}, Pools: pools,
 				Advertisements: []Advertisement{{Name: "x", Pools: []string{"q"}, PoolSelectors: sels("tier=gold")}},
-				Services: []Service{cluster("ns/a", "p", "192.0.2.1"), cluster("ns/b", "q", "192.0.2.2")}, ExpectedSpeakers: 1},
+				Services:       []Service{cluster("ns/a", "p", "192.0.2.1"), cluster("ns/b", "q", "192.0.2.2")}, ExpectedSpeakers: 1},
 			want: []Announcement{ann("192.0.2.1", "n1", nil, "ns/a"), ann("192.0.2.2", "n1", nil, "ns/b")},
 		},
 		{
 			desc: "nil selectors in the lists match nothing",
 			in: Input{Nodes: []Node{up("n1")}, Pools: pools,
 				Advertisements: []Advertisement{{Name: "nilpool", PoolSelectors: append(sels(), nil)}, {Name: "nilnode", Pools: []string{"q"}, NodeSelectors: append(sels(), nil)}},
-				Services: []Service{cluster("ns/a", "p", "192.0.2.1"), cluster("ns/b", "q", "192.0.2.2")}, ExpectedSpeakers: 1},
+				Services:       []Service{cluster("ns/a", "p", "192.0.2.1"), cluster("ns/b", "q", "192.0.2.2")}, ExpectedSpeakers: 1},
 			probs: []prob{
 				{NoEligibleNode, ReasonNotSelected, "ns/b", "q", "192.0.2.2", "nilnode"},
 				{PoolNotAdvertised, "", "ns/a", "p", "", `"p"`},
