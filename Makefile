@@ -74,7 +74,7 @@ bench-allocator:
 # Creates N pending Services with the controller stopped, starts it, and
 # prints time to all assigned, CPU seconds, RSS, and a restart's IP changes.
 bench-controller: tools build
-	$(GO) test -count=1 -run '^TestBenchControllerScale$$' -v -timeout 30m ./e2etest/ -args -bench-scale=1000,10000
+	IRONLB_CONTROLLER=$(BIN)/controller $(GO) test -count=1 -run '^$$' -bench BenchmarkControllerScale -benchtime=1x -timeout 40m ./e2etest/
 
 # --- demo ------------------------------------------------------------------------
 

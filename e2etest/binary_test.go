@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 var (
@@ -17,6 +20,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The lab uses controller-runtime's client, which warns with a stack
+	// trace when no logger is set; its logs are not wanted here.
+	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

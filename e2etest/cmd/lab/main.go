@@ -19,6 +19,9 @@ import (
 	"os/signal"
 	"path/filepath"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/ironlb/ironlb/e2etest/lab"
 )
 
@@ -33,6 +36,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: lab up|down")
 		os.Exit(2)
 	}
+	// The lab uses controller-runtime's client, which warns with a stack
+	// trace when no logger is set; its logs are not wanted here.
+	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	dir := lab.DirFromEnv()
