@@ -52,6 +52,10 @@ type election struct {
 	ads     []advert
 	poolMem map[string]*poolInfo
 	scratch []bool
+	// strs backs the Services and Interfaces lists of all announcements, one allocation
+	// instead of one per address; each list is capped so appending to it
+	// cannot overwrite its neighbour.
+	strs []string
 }
 
 // Elect computes, for every service address, the one node that announces
@@ -85,29 +89,46 @@ func Elect(in Input) Result {
 	e.scratch = make([]bool, len(e.nodes))
 
 	elig := make([]svcElig, len(in.Services))
-	byIP := make(map[netip.Addr][]int)
-	var ips []netip.Addr
+	// (address, service) pairs sorted by address group the Services that
+	// share an address without a map of slices, which cost a third of the
+	// time at 10,000 Services.
+	type use struct {
+		ip netip.Addr
+		si int
+	}
+	var uses []use
 	for si := range in.Services {
 		s := &in.Services[si]
 		elig[si] = e.service(s)
 		for _, ip := range s.IPs {
-			if !ip.IsValid() {
-				continue
+			if ip.IsValid() {
+				uses = append(uses, use{ip, si})
 			}
-			if _, ok := byIP[ip]; !ok {
-				ips = append(ips, ip)
-			}
-			byIP[ip] = append(byIP[ip], si)
 		}
 	}
-	slices.SortFunc(ips, netip.Addr.Compare)
+	slices.SortFunc(uses, func(a, b use) int { return cmp.Or(a.ip.Compare(b.ip), cmp.Compare(a.si, b.si)) })
+	groups := make([]int, len(uses))
+	distinct := 0
+	for i, u := range uses {
+		groups[i] = u.si
+		if i == 0 || uses[i-1].ip != u.ip {
+			distinct++
+		}
+	}
 
 	var res Result
-	if len(ips) > 0 {
-		res.Announcements = make([]Announcement, 0, len(ips))
+	if distinct > 0 {
+		res.Announcements = make([]Announcement, 0, distinct)
 	}
-	for _, ip := range ips {
-		group := byIP[ip]
+	e.strs = make([]string, 0, 2*len(uses)) // keys, plus room for interfaces
+	for i := 0; i < len(uses); {
+		ip := uses[i].ip
+		j := i + 1
+		for j < len(uses) && uses[j].ip == ip {
+			j++
+		}
+		group := groups[i:j:j]
+		i = j
 		cand, failed := e.intersect(group, elig)
 		if failed || len(cand) == 0 {
 			res.Problems = e.groupProblems(res.Problems, ip, group, elig, failed)
@@ -396,7 +417,7 @@ func (e *election) groupProblems(ps []Problem, ip netip.Addr, group []int, elig 
 // interfaces is the union of the Interfaces of the advertisements that
 // select both a pool of the group and the winner; one with none means all.
 func (e *election) interfaces(group []int, win int) []string {
-	var out []string
+	start := len(e.strs)
 	for _, si := range group {
 		for _, ai := range e.pool(e.in.Services[si].Pool).ads {
 			ad := &e.ads[ai]
@@ -404,20 +425,25 @@ func (e *election) interfaces(group []int, win int) []string {
 				continue
 			}
 			if len(ad.a.Interfaces) == 0 {
+				e.strs = e.strs[:start]
 				return nil
 			}
-			out = append(out, ad.a.Interfaces...)
+			e.strs = append(e.strs, ad.a.Interfaces...)
 		}
 	}
+	out := e.strs[start:len(e.strs):len(e.strs)]
 	slices.Sort(out)
-	return slices.Compact(out)
+	out = slices.Compact(out)
+	return out[:len(out):len(out)]
 }
 
 func (e *election) keys(group []int) []string {
-	out := make([]string, 0, len(group))
+	start := len(e.strs)
 	for _, si := range group {
-		out = append(out, e.in.Services[si].Key)
+		e.strs = append(e.strs, e.in.Services[si].Key)
 	}
+	out := e.strs[start:len(e.strs):len(e.strs)]
 	slices.Sort(out)
-	return slices.Compact(out)
+	out = slices.Compact(out)
+	return out[:len(out):len(out)]
 }
