@@ -13,10 +13,12 @@ export KUBEBUILDER_ASSETS := $(K8S)
 
 all: build
 
-build: $(BIN)/controller
+build: $(BIN)/controller $(BIN)/speaker
 
-$(BIN)/controller: $(shell find api controller internal -name '*.go' -not -name '*_test.go') go.mod go.sum
-	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./controller
+GO_SOURCES := $(shell find api controller speaker internal -name '*.go' -not -name '*_test.go') go.mod go.sum
+
+$(BIN)/controller $(BIN)/speaker: $(BIN)/%: $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./$*
 
 # --- tools: Debian packages, controller-gen, kube-apiserver and etcd --------
 

@@ -1,0 +1,165 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/election"
+)
+
+// snapshot is the cluster state one election reads, as plain lists.
+type snapshot struct {
+	services       []corev1.Service
+	slices         []discoveryv1.EndpointSlice
+	nodes          []corev1.Node
+	pools          []v1beta1.IPAddressPool
+	advertisements []v1beta1.L2Advertisement
+	// speakers are the speaker Pods, which say how many speakers should
+	// exist.
+	speakers []corev1.Pod
+}
+
+// SpeakerLabels select the speaker Pods (the DaemonSet's pod template
+// carries them).
+var SpeakerLabels = map[string]string{"app.kubernetes.io/name": "ironlb", "app.kubernetes.io/component": "speaker"}
+
+// input turns a snapshot and the memberlist live set into the election's
+// input. Invalid selectors (which the API server's validation keeps out)
+// make an advertisement select nothing rather than everything. Pure.
+func input(s snapshot, alive []string) election.Input {
+	in := election.Input{}
+	live := map[string]bool{}
+	for _, n := range alive {
+		live[n] = true
+	}
+	readyNode := map[string]bool{}
+	for i := range s.nodes {
+		n := &s.nodes[i]
+		in.Nodes = append(in.Nodes, election.Node{
+			Name:               n.Name,
+			Labels:             n.Labels,
+			Alive:              live[n.Name],
+			NetworkUnavailable: condition(n, corev1.NodeNetworkUnavailable) == corev1.ConditionTrue,
+		})
+		readyNode[n.Name] = condition(n, corev1.NodeReady) == corev1.ConditionTrue
+	}
+	// A speaker should exist on every Ready node its DaemonSet runs on. A
+	// partition does not change that count, so the smaller side loses
+	// quorum; a node that dies goes NotReady and stops counting, so a
+	// survivor of a two-node cluster gets quorum back then.
+	counted := map[string]bool{}
+	for i := range s.speakers {
+		n := s.speakers[i].Spec.NodeName
+		if n != "" && readyNode[n] && !counted[n] && s.speakers[i].DeletionTimestamp == nil {
+			counted[n] = true
+			in.ExpectedSpeakers++
+		}
+	}
+	for i := range s.pools {
+		in.Pools = append(in.Pools, election.Pool{Name: s.pools[i].Name, Labels: s.pools[i].Labels})
+	}
+	for i := range s.advertisements {
+		a := &s.advertisements[i]
+		ad := election.Advertisement{Name: a.Name, Pools: a.Spec.IPAddressPools, Interfaces: a.Spec.Interfaces}
+		var ok bool
+		if ad.PoolSelectors, ok = selectors(a.Spec.IPAddressPoolSelectors); !ok {
+			continue
+		}
+		if ad.NodeSelectors, ok = selectors(a.Spec.NodeSelectors); !ok {
+			continue
+		}
+		in.Advertisements = append(in.Advertisements, ad)
+	}
+	ready := readyNodes(s.slices)
+	for i := range s.services {
+		svc := &s.services[i]
+		ips := ingressIPs(svc)
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(ips) == 0 {
+			continue
+		}
+		key := svc.Namespace + "/" + svc.Name
+		in.Services = append(in.Services, election.Service{
+			Key:        key,
+			IPs:        ips,
+			Pool:       svc.Annotations[v1beta1.AnnotationAllocatedFromPool],
+			Local:      svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+			ReadyNodes: ready[key],
+		})
+	}
+	return in
+}
+
+func condition(n *corev1.Node, t corev1.NodeConditionType) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return corev1.ConditionUnknown
+}
+
+func selectors(in []metav1.LabelSelector) ([]labels.Selector, bool) {
+	out := make([]labels.Selector, 0, len(in))
+	for i := range in {
+		s, err := metav1.LabelSelectorAsSelector(&in[i])
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+// readyNodes maps each Service (namespace/name) to the sorted nodes that
+// hold at least one of its ready endpoints. A nil ready condition counts as
+// ready, as the EndpointSlice API says it should.
+func readyNodes(eps []discoveryv1.EndpointSlice) map[string][]string {
+	sets := map[string]map[string]bool{}
+	for i := range eps {
+		es := &eps[i]
+		name := es.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		key := es.Namespace + "/" + name
+		for _, ep := range es.Endpoints {
+			if ep.NodeName == nil || *ep.NodeName == "" {
+				continue
+			}
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if sets[key] == nil {
+				sets[key] = map[string]bool{}
+			}
+			sets[key][*ep.NodeName] = true
+		}
+	}
+	out := make(map[string][]string, len(sets))
+	for key, set := range sets {
+		nodes := make([]string, 0, len(set))
+		for n := range set {
+			nodes = append(nodes, n)
+		}
+		sort.Strings(nodes)
+		out[key] = nodes
+	}
+	return out
+}
+
+func ingressIPs(svc *corev1.Service) []netip.Addr {
+	var ips []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil && !slices.Contains(ips, ip.Unmap()) {
+			ips = append(ips, ip.Unmap())
+		}
+	}
+	return ips
+}

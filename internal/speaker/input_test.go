@@ -1,0 +1,138 @@
+package speaker
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/election"
+)
+
+func node(name string, ready bool, ip string, labels map[string]string, conds ...corev1.NodeCondition) corev1.Node {
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	n := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	n.Status.Conditions = append([]corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}, conds...)
+	if ip != "" {
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+	}
+	return n
+}
+
+func speakerPod(node string) corev1.Pod {
+	return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "speaker-" + node, Namespace: "ironlb-system", Labels: SpeakerLabels},
+		Spec: corev1.PodSpec{NodeName: node}}
+}
+
+func slice(ns, svc string, eps ...discoveryv1.Endpoint) discoveryv1.EndpointSlice {
+	return discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: svc + "-x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		Endpoints:  eps,
+	}
+}
+
+func ep(node string, ready *bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
+}
+
+func TestInput(t *testing.T) {
+	yes, no := true, false
+	lbSvc := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Annotations: map[string]string{v1beta1.AnnotationAllocatedFromPool: "lan"}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
+			{IP: "192.168.100.100"}, {IP: "fd00:100::100"}, {Hostname: "ignored.example"}}}},
+	}
+	pending := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "pending"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
+	clusterIP := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "cip"},
+		Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "10.0.0.9"}}}}}
+	snap := snapshot{
+		services: []corev1.Service{lbSvc, pending, clusterIP},
+		slices: []discoveryv1.EndpointSlice{
+			slice("demo", "web", ep("node2", &yes), ep("node1", nil), ep("node3", &no), ep("node2", &yes)),
+		},
+		nodes: []corev1.Node{
+			node("node1", true, "192.168.100.11", nil),
+			node("node2", true, "192.168.100.12", map[string]string{"zone": "a"},
+				corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue}),
+			node("node3", false, "192.168.100.13", nil),
+			node("node4", true, "192.168.100.14", nil), // no speaker Pod
+		},
+		pools: []v1beta1.IPAddressPool{{ObjectMeta: metav1.ObjectMeta{Name: "lan", Labels: map[string]string{"tier": "1"}}}},
+		advertisements: []v1beta1.L2Advertisement{
+			{ObjectMeta: metav1.ObjectMeta{Name: "good"}, Spec: v1beta1.L2AdvertisementSpec{IPAddressPools: []string{"lan"}, Interfaces: []string{"eth0"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "bad-selector"}, Spec: v1beta1.L2AdvertisementSpec{NodeSelectors: []metav1.LabelSelector{
+				{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}}}},
+		},
+		speakers: []corev1.Pod{speakerPod("node1"), speakerPod("node2"), speakerPod("node3")},
+	}
+	got := input(snap, []string{"node1", "node3"})
+
+	if got.ExpectedSpeakers != 2 {
+		t.Errorf("ExpectedSpeakers = %d, want 2 (speaker Pods on Ready nodes: node1, node2)", got.ExpectedSpeakers)
+	}
+	wantNodes := []election.Node{
+		{Name: "node1", Alive: true},
+		{Name: "node2", Labels: map[string]string{"zone": "a"}, NetworkUnavailable: true},
+		{Name: "node3", Alive: true},
+		{Name: "node4"},
+	}
+	if !reflect.DeepEqual(got.Nodes, wantNodes) {
+		t.Errorf("Nodes = %+v\nwant    %+v", got.Nodes, wantNodes)
+	}
+	if len(got.Advertisements) != 1 || got.Advertisements[0].Name != "good" || !reflect.DeepEqual(got.Advertisements[0].Interfaces, []string{"eth0"}) {
+		t.Errorf("Advertisements = %+v, want only %q (a bad selector selects nothing)", got.Advertisements, "good")
+	}
+	wantSvcs := []election.Service{{
+		Key: "demo/web", Pool: "lan", Local: true, ReadyNodes: []string{"node1", "node2"},
+		IPs: []netip.Addr{netip.MustParseAddr("192.168.100.100"), netip.MustParseAddr("fd00:100::100")},
+	}}
+	if !reflect.DeepEqual(got.Services, wantSvcs) {
+		t.Errorf("Services = %+v\nwant       %+v", got.Services, wantSvcs)
+	}
+	if !reflect.DeepEqual(got.Pools, []election.Pool{{Name: "lan", Labels: map[string]string{"tier": "1"}}}) {
+		t.Errorf("Pools = %+v", got.Pools)
+	}
+
+	peers := peerAddrs(snap, "node1", 7946)
+	wantPeers := []netip.AddrPort{netip.MustParseAddrPort("192.168.100.12:7946"), netip.MustParseAddrPort("192.168.100.13:7946")}
+	if !reflect.DeepEqual(peers, wantPeers) {
+		t.Errorf("peerAddrs = %v, want %v", peers, wantPeers)
+	}
+}
+
+func TestDesiredStatuses(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("192.168.100.100"), netip.MustParseAddr("fd00:100::100")
+	mine := map[netip.Addr]election.Announcement{
+		v4: {IP: v4, Node: "node1", Interfaces: []string{"eth1"}, Services: []string{"demo/web", "demo/web-udp"}},
+		v6: {IP: v6, Node: "node1", Interfaces: []string{"eth0"}, Services: []string{"demo/web"}},
+	}
+	got := desiredStatuses("node1", "ironlb-system", mine)
+	if len(got) != 2 {
+		t.Fatalf("%d objects, want 2 (one per Service)", len(got))
+	}
+	web := got[l2StatusName("demo/web")]
+	if web == nil {
+		t.Fatal("no object for demo/web")
+	}
+	want := v1beta1.ServiceL2StatusStatus{Node: "node1", ServiceName: "web", ServiceNamespace: "demo",
+		Interfaces: []v1beta1.InterfaceInfo{{Name: "eth0"}, {Name: "eth1"}}}
+	if !reflect.DeepEqual(web.Status, want) {
+		t.Errorf("demo/web status = %+v, want %+v", web.Status, want)
+	}
+	if web.Labels[LabelServiceName] != "web" || web.Labels[LabelServiceNamespace] != "demo" || web.Namespace != "ironlb-system" {
+		t.Errorf("demo/web metadata = %+v", web.ObjectMeta)
+	}
+	if l2StatusName("a-b/c") == l2StatusName("a/b-c") {
+		t.Error("names collide for a-b/c and a/b-c")
+	}
+}

@@ -1,0 +1,298 @@
+package speaker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/layer2"
+	"github.com/ironlb/ironlb/internal/members"
+)
+
+// Config configures one speaker.
+type Config struct {
+	// NodeName is this node's Kubernetes name.
+	NodeName string
+	// Namespace holds the L2Advertisements, pools, the memberlist Secret,
+	// the speaker Pods and the ServiceL2Status objects.
+	Namespace string
+	// BindAddr is the memberlist address; zero means the node's InternalIP.
+	BindAddr netip.Addr
+	// MemberlistPort is the memberlist port on every node.
+	MemberlistPort int
+	// SecretName names the Secret whose "secretkey" encrypts gossip.
+	SecretName string
+	// Insecure gossips without a key.
+	Insecure bool
+	// Timing tunes failure detection; zero is members' default.
+	Timing members.Timing
+	// Debounce coalesces bursts of changes into one election.
+	Debounce time.Duration
+	// Rest reaches the API server.
+	Rest *rest.Config
+	// MetricsAddr and HealthAddr are listen addresses; "" or "0" disables.
+	MetricsAddr, HealthAddr string
+	Registry                *prometheus.Registry
+	Logger                  *slog.Logger
+}
+
+// SecretKey is the key in the memberlist Secret that holds the gossip key.
+const SecretKey = "secretkey"
+
+// Run runs the speaker until ctx ends, then leaves the cluster and stops
+// answering before it returns.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.NodeName == "" {
+		return errors.New("speaker: no node name: set --node-name or NODE_NAME")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.MemberlistPort == 0 {
+		cfg.MemberlistPort = members.DefaultPort
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 10 * time.Millisecond
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1beta1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	direct, err := client.New(cfg.Rest, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("speaker: api client: %w", err)
+	}
+	bind, err := bindAddr(ctx, direct, cfg)
+	if err != nil {
+		return err
+	}
+	key, err := gossipKey(ctx, direct, cfg)
+	if err != nil {
+		return err
+	}
+
+	inNS := map[string]cache.Config{cfg.Namespace: {}}
+	mgr, err := ctrl.NewManager(cfg.Rest, ctrl.Options{
+		Scheme: scheme,
+		Logger: logr.FromSlogHandler(cfg.Logger.Handler()),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&v1beta1.IPAddressPool{}:   {Namespaces: inNS},
+			&v1beta1.L2Advertisement{}: {Namespaces: inNS},
+			&v1beta1.ServiceL2Status{}: {Namespaces: inNS},
+			&corev1.Pod{}:              {Namespaces: inNS, Label: labels.SelectorFromSet(SpeakerLabels)},
+		}},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: orNone(cfg.HealthAddr),
+		Controller:             config.Controller{SkipNameValidation: ptr(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("speaker: manager: %w", err)
+	}
+
+	m, err := members.Start(ctx, members.Config{
+		NodeName: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort,
+		Key: key, Insecure: cfg.Insecure, Timing: cfg.Timing, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("speaker: memberlist on %s:%d: %w", bind, cfg.MemberlistPort, err)
+	}
+	met := newMetrics(cfg.Registry)
+	ann := layer2.New(cfg.Logger)
+	ann.OnAnswer(func(ifname string, _ netip.Addr) { met.answers.WithLabelValues(ifname).Inc() })
+	s := &speaker{
+		cfg:          cfg,
+		client:       mgr.GetClient(),
+		events:       mgr.GetEventRecorder("ironlb-speaker"),
+		log:          cfg.Logger,
+		members:      m,
+		announcer:    ann,
+		metrics:      met,
+		dirty:        make(chan struct{}, 1),
+		announced:    map[netip.Addr]election.Announcement{},
+		problems:     map[string]bool{},
+		announceErrs: map[string]bool{},
+		synced:       make(chan struct{}),
+	}
+
+	// Every change to anything the election reads asks for a sync.
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
+		&corev1.Pod{}, &v1beta1.IPAddressPool{}, &v1beta1.L2Advertisement{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("speaker: informer for %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { s.markDirty() },
+			UpdateFunc: func(any, any) { s.markDirty() },
+			DeleteFunc: func(any) { s.markDirty() },
+		}); err != nil {
+			return fmt.Errorf("speaker: event handler for %T: %w", obj, err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("synced", func(*http.Request) error {
+		select {
+		case <-s.synced:
+			return nil
+		default:
+			return errors.New("first sync not done")
+		}
+	}); err != nil {
+		return err
+	}
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "0" {
+		if err := mgr.Add(metricsServer(cfg.MetricsAddr, prometheus.Gatherers{cfg.Registry, ctrlmetrics.Registry})); err != nil {
+			return err
+		}
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return s.shutdown()
+		}
+		s.markDirty()
+		return s.run(ctx)
+	})); err != nil {
+		return err
+	}
+	cfg.Logger.Info("speaker starting", "node", cfg.NodeName, "namespace", cfg.Namespace,
+		"memberlist", netip.AddrPortFrom(bind, uint16(cfg.MemberlistPort)).String(), "insecure_memberlist", cfg.Insecure)
+	return mgr.Start(ctx)
+}
+
+// bindAddr is the configured memberlist address, or the node's InternalIP.
+func bindAddr(ctx context.Context, c client.Client, cfg Config) (netip.Addr, error) {
+	if cfg.BindAddr.IsValid() {
+		return cfg.BindAddr, nil
+	}
+	var n corev1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &n); err != nil {
+		return netip.Addr{}, fmt.Errorf("speaker: reading node %s for its address (or set --bind-addr): %w", cfg.NodeName, err)
+	}
+	ip, ok := internalIP(&n)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("speaker: node %s has no InternalIP; set --bind-addr", cfg.NodeName)
+	}
+	return ip, nil
+}
+
+// gossipKey reads the memberlist key from its Secret. Without one the
+// speaker refuses to start, unless told to gossip in the clear.
+func gossipKey(ctx context.Context, c client.Client, cfg Config) ([]byte, error) {
+	if cfg.Insecure {
+		cfg.Logger.Warn("memberlist gossip is not encrypted: anyone who reaches the memberlist port can join and take over addresses",
+			"node", cfg.NodeName, "reason", "--insecure-memberlist")
+		return nil, nil
+	}
+	var sec corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: cfg.SecretName}, &sec); err != nil {
+		return nil, fmt.Errorf("speaker: reading memberlist key from secret %s/%s (create it with "+
+			"`kubectl -n %s create secret generic %s --from-literal=%s=$(openssl rand -base64 32)`, or run with --insecure-memberlist): %w",
+			cfg.Namespace, cfg.SecretName, cfg.Namespace, cfg.SecretName, SecretKey, err)
+	}
+	raw, ok := sec.Data[SecretKey]
+	if !ok || len(raw) == 0 {
+		return nil, fmt.Errorf("speaker: secret %s/%s has no %q key", cfg.Namespace, cfg.SecretName, SecretKey)
+	}
+	return memberlistKey(raw), nil
+}
+
+// memberlistKey turns the Secret's value into an AES-256 key. Any length
+// of secret works: it is hashed, so a base64 string from openssl is fine.
+func memberlistKey(raw []byte) []byte {
+	sum := sha256.Sum256(bytes.TrimSpace(raw))
+	return sum[:]
+}
+
+// snapshot reads everything the election needs from the cache.
+func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
+	var (
+		snap  snapshot
+		svcs  corev1.ServiceList
+		eps   discoveryv1.EndpointSliceList
+		nodes corev1.NodeList
+		pools v1beta1.IPAddressPoolList
+		ads   v1beta1.L2AdvertisementList
+		pods  corev1.PodList
+	)
+	ns := client.InNamespace(s.cfg.Namespace)
+	for _, l := range []struct {
+		list client.ObjectList
+		opts []client.ListOption
+	}{
+		{&svcs, nil}, {&eps, nil}, {&nodes, nil}, {&pools, []client.ListOption{ns}},
+		{&ads, []client.ListOption{ns}}, {&pods, []client.ListOption{ns, client.MatchingLabels(SpeakerLabels)}},
+	} {
+		if err := s.client.List(ctx, l.list, l.opts...); err != nil {
+			return snap, fmt.Errorf("listing %T: %w", l.list, err)
+		}
+	}
+	snap.services, snap.slices, snap.nodes = svcs.Items, eps.Items, nodes.Items
+	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
+	return snap, nil
+}
+
+// metricsServer serves g on addr/metrics until ctx ends.
+func metricsServer(addr string, g prometheus.Gatherer) manager.RunnableFunc {
+	return func(ctx context.Context) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			<-ctx.Done()
+			_ = srv.Close()
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+func orNone(addr string) string {
+	if addr == "" {
+		return "0"
+	}
+	return addr
+}
+
+func ptr[T any](v T) *T { return &v }

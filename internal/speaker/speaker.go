@@ -1,0 +1,337 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/layer2"
+	"github.com/ironlb/ironlb/internal/members"
+)
+
+// Event reasons on Services, stable CamelCase.
+const (
+	ReasonNodeAssigned   = "nodeAssigned"
+	ReasonNotAnnounced   = "NotAnnounced"
+	ReasonAnnounceFailed = "AnnounceFailed"
+)
+
+// speaker is one node's running speaker: the sync loop's state.
+type speaker struct {
+	cfg       Config
+	client    client.Client
+	events    events.EventRecorder
+	log       *slog.Logger
+	members   *members.Members
+	announcer *layer2.Announcer
+	metrics   *metrics
+	dirty     chan struct{}
+
+	// What the last sync applied, to log and record only changes.
+	announced    map[netip.Addr]election.Announcement
+	problems     map[string]bool
+	announceErrs map[string]bool
+	quorumLost   bool
+	peers        string
+	lastJoin     time.Time
+	synced       chan struct{}
+}
+
+// markDirty asks for a sync without blocking.
+func (s *speaker) markDirty() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// run syncs after every change, coalescing bursts, until ctx ends; then it
+// leaves the cluster and stops answering, in that order, so that another
+// node takes over before this one falls silent.
+func (s *speaker) run(ctx context.Context) error {
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return s.shutdown()
+		case <-s.dirty:
+		case <-s.members.Changed():
+		}
+		// Coalesce a burst of changes (a Service and its EndpointSlice, a
+		// node and its memberlist event) into one election.
+		t := time.NewTimer(s.cfg.Debounce)
+	drain:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return s.shutdown()
+			case <-s.dirty:
+			case <-s.members.Changed():
+			case <-t.C:
+				break drain
+			}
+		}
+		if err := s.sync(ctx); err != nil {
+			s.log.Warn("sync failed", "node", s.cfg.NodeName, "err", err)
+			// Retry soon; a later change retries sooner.
+			time.AfterFunc(time.Second, s.markDirty)
+		}
+		if first {
+			first = false
+			close(s.synced)
+		}
+	}
+}
+
+func (s *speaker) shutdown() error {
+	start := time.Now()
+	var errs []error
+	if err := s.members.Leave(time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.announcer.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.members.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	for ip := range s.announced {
+		s.metrics.announced.DeleteLabelValues(ip.String())
+	}
+	s.log.Info("speaker stopped", "node", s.cfg.NodeName, "took", time.Since(start).String())
+	return errors.Join(errs...)
+}
+
+// sync runs one election from the cache and applies this node's share.
+func (s *speaker) sync(ctx context.Context) error {
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	s.join(snap)
+	alive := s.members.Alive()
+	in := input(snap, alive)
+	res := election.Elect(in)
+	s.metrics.membersAlive.Set(float64(len(alive)))
+	s.metrics.speakersExpected.Set(float64(in.ExpectedSpeakers))
+
+	mine := map[netip.Addr]election.Announcement{}
+	want := map[netip.Addr][]string{}
+	for _, a := range res.For(s.cfg.NodeName) {
+		mine[a.IP] = a
+		want[a.IP] = a.Interfaces
+	}
+	services := map[string]*corev1.Service{}
+	for i := range snap.services {
+		services[snap.services[i].Namespace+"/"+snap.services[i].Name] = &snap.services[i]
+	}
+
+	// Stop answering for what we lost first, then answer for what we won.
+	applyErr := s.announcer.Set(ctx, want)
+	s.reportAnnounceErrors(applyErr, mine, services)
+	s.logChanges(mine, services)
+	s.announced = mine
+	s.reportProblems(res, alive, services)
+	if err := s.writeStatuses(ctx, res, mine, alive); err != nil {
+		return err
+	}
+	return nil
+}
+
+// join asks memberlist to contact the speakers it does not see, when the
+// set of peers changed or some are missing (at most every few seconds).
+func (s *speaker) join(snap snapshot) {
+	peers := peerAddrs(snap, s.cfg.NodeName, s.cfg.MemberlistPort)
+	key := fmt.Sprint(peers)
+	alive := len(s.members.Alive())
+	if key == s.peers && (alive > len(peers) || time.Since(s.lastJoin) < 5*time.Second) {
+		return
+	}
+	s.peers, s.lastJoin = key, time.Now()
+	if len(peers) == 0 {
+		return
+	}
+	if n, err := s.members.Join(peers); err != nil {
+		s.log.Debug("memberlist join incomplete", "node", s.cfg.NodeName, "joined", n, "err", err)
+	}
+}
+
+// peerAddrs are the memberlist addresses of the other speakers: the
+// InternalIP of each node that runs a speaker Pod.
+func peerAddrs(snap snapshot, self string, port int) []netip.AddrPort {
+	nodeIP := map[string]netip.Addr{}
+	for i := range snap.nodes {
+		if ip, ok := internalIP(&snap.nodes[i]); ok {
+			nodeIP[snap.nodes[i].Name] = ip
+		}
+	}
+	var out []netip.AddrPort
+	for i := range snap.speakers {
+		n := snap.speakers[i].Spec.NodeName
+		if ip, ok := nodeIP[n]; ok && n != self {
+			ap := netip.AddrPortFrom(ip, uint16(port))
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
+}
+
+// internalIP is a node's first InternalIP, IPv4 preferred.
+func internalIP(n *corev1.Node) (netip.Addr, bool) {
+	var found netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil {
+			continue
+		}
+		if ip.Is4() {
+			return ip, true
+		}
+		if !found.IsValid() {
+			found = ip
+		}
+	}
+	return found, found.IsValid()
+}
+
+// logChanges logs what this node gained and lost and records a
+// nodeAssigned Event on each Service it now answers for.
+func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, services map[string]*corev1.Service) {
+	for ip, a := range mine {
+		old, had := s.announced[ip]
+		if had && slices.Equal(old.Interfaces, a.Interfaces) && slices.Equal(old.Services, a.Services) {
+			continue
+		}
+		s.metrics.announced.WithLabelValues(ip.String()).Set(1)
+		ifaces := strings.Join(a.Interfaces, ",")
+		if ifaces == "" {
+			ifaces = "*"
+		}
+		for _, key := range a.Services {
+			s.log.Info("service announced", "service", key, "ip", ip.String(), "node", s.cfg.NodeName, "interface", ifaces, "protocol", protocol(ip))
+			if svc := services[key]; svc != nil && !had {
+				s.events.Eventf(svc, nil, corev1.EventTypeNormal, ReasonNodeAssigned, "Announce",
+					"announcing %s from node %s with protocol layer2 (%s) on interfaces %s", ip, s.cfg.NodeName, protocol(ip), ifaces)
+			}
+		}
+	}
+	for ip, a := range s.announced {
+		if _, still := mine[ip]; still {
+			continue
+		}
+		s.metrics.announced.DeleteLabelValues(ip.String())
+		for _, key := range a.Services {
+			s.log.Info("service withdrawn", "service", key, "ip", ip.String(), "node", s.cfg.NodeName, "protocol", protocol(ip))
+		}
+	}
+}
+
+func protocol(ip netip.Addr) string {
+	if ip.Is4() {
+		return "arp"
+	}
+	return "ndp"
+}
+
+// reportAnnounceErrors turns per-interface failures (an interface missing
+// on this node, say) into log lines, and into one Event per new failure
+// naming the interface.
+func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.Announcement, services map[string]*corev1.Service) {
+	now := map[string]bool{}
+	for _, e := range unwrapAll(err) {
+		var ae *layer2.AnnounceError
+		if !errors.As(e, &ae) {
+			s.log.Warn("announce failed", "node", s.cfg.NodeName, "err", e)
+			continue
+		}
+		key := ae.Addr.String() + "/" + ae.Interface + "/" + ae.Err.Error()
+		now[key] = true
+		if s.announceErrs[key] {
+			continue
+		}
+		s.log.Warn("announce failed", "node", s.cfg.NodeName, "ip", ae.Addr.String(), "interface", ae.Interface, "err", ae.Err)
+		for _, svcKey := range mine[ae.Addr].Services {
+			if svc := services[svcKey]; svc != nil {
+				s.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAnnounceFailed, "Announce",
+					"node %s cannot answer for %s on interface %q: %v; fix the L2Advertisement's interfaces or the node", s.cfg.NodeName, ae.Addr, ae.Interface, ae.Err)
+			}
+		}
+	}
+	s.announceErrs = now
+}
+
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// reportProblems logs and records what stops a Service from being
+// announced, once per new problem. Every speaker sees the same problems;
+// only the first alive node (by name) records Events, so 100 nodes do not
+// write 100 copies. Quorum loss is each node's own and logged by each.
+func (s *speaker) reportProblems(res election.Result, alive []string, services map[string]*corev1.Service) {
+	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
+	now := map[string]bool{}
+	quorum := true
+	for _, p := range res.Problems {
+		if p.Kind == election.NoQuorum {
+			quorum = false
+			if !s.quorumLost {
+				s.log.Warn("announcing stopped", "node", s.cfg.NodeName, "reason", string(p.Kind), "err", p.Message)
+			}
+			continue
+		}
+		key := fmt.Sprintf("%s/%s/%s/%s", p.Kind, p.Service, addrString(p.IP), p.Reason)
+		now[key] = true
+		if s.problems[key] {
+			continue
+		}
+		s.log.Warn("service not announced", "service", p.Service, "ip", addrString(p.IP), "pool", p.Pool, "reason", string(p.Reason), "err", p.Message)
+		if svc := services[p.Service]; svc != nil && reporter {
+			s.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonNotAnnounced, "Announce", "%s: %s", p.Kind, p.Message)
+		}
+	}
+	if quorum && s.quorumLost {
+		s.log.Info("announcing resumed", "node", s.cfg.NodeName, "alive", len(alive))
+	}
+	s.quorumLost = !quorum
+	if quorum {
+		s.metrics.quorum.Set(1)
+	} else {
+		s.metrics.quorum.Set(0)
+	}
+	s.problems = now
+}
+
+func addrString(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
+}

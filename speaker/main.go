@@ -1,0 +1,81 @@
+// Command speaker runs on every node: it elects with the other speakers
+// which node announces each service IP and answers ARP and NDP for the IPs
+// this node won. See the README for its flags.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/ironlb/ironlb/internal/members"
+	"github.com/ironlb/ironlb/internal/speaker"
+)
+
+func main() {
+	// Our own flag set: controller-runtime registers --kubeconfig on the
+	// global one.
+	flag := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	var (
+		cfg        speaker.Config
+		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster")
+		bind       = flag.String("bind-addr", "", "memberlist address (default: the node's InternalIP)")
+		qps        = flag.Float64("kube-api-qps", 100, "queries per second to the API server")
+		burst      = flag.Int("kube-api-burst", 200, "burst of queries to the API server")
+		level      = flag.String("log-level", "info", "debug, info, warn or error")
+		def        = members.DefaultTiming()
+	)
+	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	flag.StringVar(&cfg.Namespace, "namespace", "ironlb-system", "namespace of the advertisements, pools, memberlist Secret and speaker Pods")
+	flag.IntVar(&cfg.MemberlistPort, "memberlist-port", members.DefaultPort, "memberlist UDP and TCP port")
+	flag.StringVar(&cfg.SecretName, "memberlist-secret", "memberlist", "Secret whose \""+speaker.SecretKey+"\" key encrypts gossip")
+	flag.BoolVar(&cfg.Insecure, "insecure-memberlist", false, "gossip without encryption when there is no Secret (not for production)")
+	flag.DurationVar(&cfg.Timing.ProbeInterval, "memberlist-probe-interval", def.ProbeInterval, "how often each speaker probes another")
+	flag.DurationVar(&cfg.Timing.ProbeTimeout, "memberlist-probe-timeout", def.ProbeTimeout, "how long a probe waits for its ack")
+	flag.IntVar(&cfg.Timing.SuspicionMult, "memberlist-suspicion-mult", def.SuspicionMult, "suspicion timeout in probe intervals (scaled by log10 of the cluster size)")
+	flag.DurationVar(&cfg.Debounce, "debounce", 0, "coalesce changes for this long before an election (default 10ms)")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7473", "address of the Prometheus /metrics endpoint; 0 disables")
+	flag.StringVar(&cfg.HealthAddr, "health-addr", ":8082", "address of /healthz and /readyz; 0 disables")
+	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "--log-level: %v\n", err)
+		os.Exit(2)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctrllog.SetLogger(logr.FromSlogHandler(cfg.Logger.Handler()))
+	if *bind != "" {
+		ip, err := netip.ParseAddr(*bind)
+		if err != nil {
+			cfg.Logger.Error("bad --bind-addr", "err", err)
+			os.Exit(2)
+		}
+		cfg.BindAddr = ip
+	}
+	rest, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		cfg.Logger.Error("loading kubeconfig", "kubeconfig", *kubeconfig, "err", err)
+		os.Exit(1)
+	}
+	rest.QPS, rest.Burst = float32(*qps), *burst
+	cfg.Rest = rest
+	cfg.Registry = prometheus.NewRegistry()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := speaker.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("speaker stopped", "node", cfg.NodeName, "err", err)
+		os.Exit(1)
+	}
+}
