@@ -2,6 +2,7 @@ package members
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -33,9 +34,11 @@ func benchDetection(b *testing.B, stop func(*Members)) {
 	for b.Loop() {
 		b.StopTimer()
 		ms := startCluster(b, 3)
-		// Let the join gossip settle and probes reach their steady rhythm,
-		// as in a long-running cluster.
-		time.Sleep(500 * time.Millisecond)
+		// Let the join gossip settle, then stop at a random phase of the
+		// probe and gossip tickers: startCluster returns just after a tick,
+		// so a fixed sleep would always stop right after one and measure
+		// the worst case of every wait instead of its spread.
+		time.Sleep(500*time.Millisecond + rand.N(time.Second))
 		b.StartTimer()
 		// stop runs concurrently: Leave blocks until its message has been
 		// retransmitted enough, which is later than peers act on it.
