@@ -248,6 +248,9 @@ func createServices(ctx context.Context, cs kubernetes.Interface, n int) error {
 					Spec: corev1.ServiceSpec{
 						Type:  corev1.ServiceTypeLoadBalancer,
 						Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+						// The default NodePort range holds 2768 ports, fewer
+						// than the largest N; IronLB does not need them.
+						AllocateLoadBalancerNodePorts: ptr(false),
 					},
 				}
 				if _, err := cs.CoreV1().Services(benchNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
@@ -353,3 +356,5 @@ func tail(path string, n int) string {
 	}
 	return string(b)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
 )
 
 // UpConfig is a lab with the IronLB controller and example objects.
@@ -54,8 +57,11 @@ func Up(ctx context.Context, cfg UpConfig) (*Lab, error) {
 	if err != nil {
 		return l, err
 	}
-	var svcs []client.ObjectKey
+	var svcs, pools []client.ObjectKey
 	for _, o := range objs {
+		if o.GetKind() == "IPAddressPool" {
+			pools = append(pools, client.ObjectKeyFromObject(o))
+		}
 		if o.GetKind() == "Service" && o.GetAPIVersion() == "v1" {
 			if t, _, _ := unstructured.NestedString(o.Object, "spec", "type"); t == string(corev1.ServiceTypeLoadBalancer) {
 				svcs = append(svcs, client.ObjectKeyFromObject(o))
@@ -66,7 +72,29 @@ func Up(ctx context.Context, cfg UpConfig) (*Lab, error) {
 	if err := WaitAssigned(ctx, c, 60*time.Second, svcs...); err != nil {
 		return l, fmt.Errorf("%w (controller log: %s)", err, l.Process("controller").Log)
 	}
+	// Pool status is written after the Services'; wait for it (briefly, as
+	// it is only for show) so that the first listing is complete.
+	if err := waitPoolsCounted(ctx, c, 10*time.Second, pools...); err != nil {
+		fmt.Fprintf(cfg.Log, "pool status not written yet: %v\n", err)
+	}
 	return l, nil
+}
+
+// waitPoolsCounted waits until each pool's status has a Ready condition
+// and counts at least one assigned address.
+func waitPoolsCounted(ctx context.Context, c client.Client, d time.Duration, keys ...client.ObjectKey) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
+		for _, k := range keys {
+			var p v1beta1.IPAddressPool
+			if err := c.Get(ctx, k, &p); err != nil {
+				return false, fmt.Errorf("getting IPAddressPool %s: %w", k, err)
+			}
+			if p.Status.Assigned == 0 || meta.FindStatusCondition(p.Status.Conditions, v1beta1.ConditionReady) == nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
 
 // StartController starts the controller binary against the lab's API

@@ -176,7 +176,9 @@ func (l *Lab) Alive() (dead []string) {
 }
 
 // StartProcess starts argv as a lab process named name, logging to
-// Dir/<name>.log, and records it in state.json before returning.
+// Dir/<name>.log, and records it in state.json before returning. To run it
+// in a network namespace, prefix argv with "ip", "netns", "exec", NS: ip
+// execs the program, so the recorded PID is the program's own.
 func (l *Lab) StartProcess(name string, env []string, argv ...string) (*Process, error) {
 	p, err := startProcess(name, filepath.Join(l.Dir, name+".log"), env, argv...)
 	if err != nil {
@@ -239,11 +241,12 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	if old, err := Load(cfg.Dir); err == nil {
-		if dead := old.Alive(); len(dead) == 0 && old.ready(ctx) == nil {
+		dead := old.Alive()
+		readyErr := old.ready(ctx)
+		if len(dead) == 0 && readyErr == nil {
 			return old, fmt.Errorf("%w in %s", ErrAlreadyUp, cfg.Dir)
-		} else {
-			fmt.Fprintf(cfg.Log, "lab in %s is not healthy (stopped: %v); restarting it\n", cfg.Dir, dead)
 		}
+		fmt.Fprintf(cfg.Log, "lab in %s is not healthy (stopped: %v, API server: %v); restarting it\n", cfg.Dir, dead, readyErr)
 		if err := Down(cfg.Dir); err != nil {
 			return nil, err
 		}
@@ -271,10 +274,17 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 }
 
 func (l *Lab) startControlPlane(ctx context.Context, cfg Config) error {
-	ports, err := FreePorts(cfg.BindAddress, 3)
+	// etcd is only the API server's, so it stays on loopback wherever the
+	// API server listens.
+	ports, err := FreePorts("127.0.0.1", 2)
 	if err != nil {
 		return err
 	}
+	apiPort, err := FreePorts(cfg.BindAddress, 1)
+	if err != nil {
+		return err
+	}
+	ports = append(ports, apiPort...)
 	etcdClient := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	etcdPeer := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 	fmt.Fprintf(cfg.Log, "starting etcd on %s\n", etcdClient)

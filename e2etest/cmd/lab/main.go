@@ -101,6 +101,12 @@ func up(ctx context.Context, dir string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("running kubectl: %w", err)
 	}
+	logOf := func(name string) string {
+		if p := l.Process(name); p != nil {
+			return p.Log
+		}
+		return "(not running)"
+	}
 	fmt.Printf(`
 The lab runs in the background (state in %s).
 
@@ -117,6 +123,6 @@ API server log:  %s
 
 Stop it:
   make demo-down
-`, l.Dir, l.Kubeconfig, lab.Namespace, l.Process("controller").Log, l.Extra[lab.ExtraMetricsURL], l.Process("kube-apiserver").Log)
+`, l.Dir, l.Kubeconfig, lab.Namespace, logOf("controller"), l.Extra[lab.ExtraMetricsURL], logOf("kube-apiserver"))
 	return nil
 }
