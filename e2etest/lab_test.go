@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -39,13 +40,14 @@ func TestLabUpDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
-	l, err := lab.Up(ctx, lab.UpConfig{
+	cfg := lab.UpConfig{
 		Config:      lab.Config{Dir: dir, Root: root, Log: testWriter{t}},
 		Controller:  ctrl,
 		MetricsAddr: "127.0.0.1:" + itoa(ports[0]),
 		HealthAddr:  "127.0.0.1:" + itoa(ports[1]),
 		Examples:    examples,
-	})
+	}
+	l, err := lab.Up(ctx, cfg)
 	if l != nil {
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -99,6 +101,14 @@ func TestLabUpDown(t *testing.T) {
 		if !strings.Contains(string(out), ip) {
 			t.Errorf("kubectl get svc does not show %s:\n%s", ip, out)
 		}
+	}
+
+	// A second up finds the running lab and leaves it alone.
+	again, err := lab.Up(ctx, cfg)
+	if !errors.Is(err, lab.ErrAlreadyUp) {
+		t.Errorf("second Up: err = %v, want ErrAlreadyUp", err)
+	} else if again.Kubeconfig != l.Kubeconfig || len(again.Processes) != len(l.Processes) {
+		t.Errorf("second Up returned another lab: %+v", again)
 	}
 
 	procs := l.Processes
