@@ -9,7 +9,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_GEN_VERSION := v0.23.0
 export KUBEBUILDER_ASSETS := $(K8S)
 
-.PHONY: all build generate test test-unit lint bench bench-allocator bench-controller demo demo-down tools clean
+.PHONY: packages all build generate test test-unit lint bench bench-allocator bench-controller demo demo-down tools clean
 
 all: build
 
@@ -22,17 +22,16 @@ $(BIN)/controller $(BIN)/speaker: $(BIN)/%: $(GO_SOURCES)
 
 # --- tools: Debian packages, controller-gen, kube-apiserver and etcd --------
 
-APT_STAMP := $(BIN)/.apt-packages
-APT_PACKAGES := etcd-server openssl
+APT_PACKAGES := etcd-server iproute2 arping ndisc6 nftables tcpdump iputils-ping curl
 
-$(APT_STAMP):
-	@mkdir -p $(BIN)
+# Checked on every run (dpkg -s is quick), so a package added here reaches
+# machines that already ran make.
+packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@touch $@
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
@@ -40,11 +39,11 @@ $(CONTROLLER_GEN):
 $(K8S)/kube-apiserver: hack/build-kube-apiserver.sh hack/tools/kube-apiserver/go.mod
 	hack/build-kube-apiserver.sh $(K8S)
 
-$(K8S)/etcd: $(APT_STAMP)
+$(K8S)/etcd: | packages
 	@mkdir -p $(K8S)
 	ln -sf /usr/bin/etcd $@
 
-tools: $(APT_STAMP) $(CONTROLLER_GEN) $(K8S)/kube-apiserver $(K8S)/etcd
+tools: packages $(CONTROLLER_GEN) $(K8S)/kube-apiserver $(K8S)/etcd
 
 # --- generated code ----------------------------------------------------------
 

@@ -13,10 +13,9 @@ import (
 )
 
 var (
-	buildOnce  sync.Once
-	builtPath  string
-	builtError error
-	buildDir   string
+	buildMu  sync.Mutex
+	builds   = map[string]string{} // command -> built path
+	buildDir string
 )
 
 func TestMain(m *testing.M) {
@@ -24,6 +23,9 @@ func TestMain(m *testing.M) {
 	// trace when no logger is set; its logs are not wanted here.
 	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
+	for _, fn := range cleanups {
+		fn()
+	}
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
@@ -43,28 +45,37 @@ func repoRoot(tb testing.TB) string {
 // controllerBinary returns the controller to test: IRONLB_CONTROLLER when
 // set, else a fresh build of ./controller, so that a stale bin/controller
 // never answers for the current source.
-func controllerBinary(tb testing.TB) string {
+func controllerBinary(tb testing.TB) string { return binary(tb, "controller", "IRONLB_CONTROLLER") }
+
+// speakerBinary is the same for the speaker (IRONLB_SPEAKER).
+func speakerBinary(tb testing.TB) string { return binary(tb, "speaker", "IRONLB_SPEAKER") }
+
+func binary(tb testing.TB, cmdName, env string) string {
 	tb.Helper()
-	if p := os.Getenv("IRONLB_CONTROLLER"); p != "" {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	buildOnce.Do(func() {
-		buildDir, builtError = os.MkdirTemp("", "ironlb-e2e-bin-")
-		if builtError != nil {
-			return
-		}
-		builtPath = filepath.Join(buildDir, "controller")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", builtPath, "./controller")
-		cmd.Dir = repoRoot(tb)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			builtError = &buildError{err: err, out: string(out)}
-		}
-	})
-	if builtError != nil {
-		tb.Fatalf("building the controller: %v", builtError)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := builds[cmdName]; ok {
+		return p
 	}
-	return builtPath
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "ironlb-e2e-bin-")
+		if err != nil {
+			tb.Fatalf("building the %s: %v", cmdName, err)
+		}
+		buildDir = dir
+	}
+	path := filepath.Join(buildDir, cmdName)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", path, "./"+cmdName)
+	cmd.Dir = repoRoot(tb)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("building the %s: %v", cmdName, &buildError{err: err, out: string(out)})
+	}
+	builds[cmdName] = path
+	return path
 }
 
 type buildError struct {

@@ -104,6 +104,8 @@ type Lab struct {
 	// Extra holds what callers want to find again after a restart of the
 	// program that started the lab (the demo keeps its URLs here).
 	Extra map[string]string `json:"extra,omitempty"`
+	// Network is the lab's namespaces, when it has nodes.
+	Network *Network `json:"network,omitempty"`
 
 	mu   sync.Mutex
 	rest *rest.Config
@@ -464,6 +466,11 @@ func (l *Lab) down() error {
 	if err := errors.Join(errs...); err != nil {
 		// Keep the state so that another Down can try again.
 		return fmt.Errorf("stopping lab in %s: %w", l.Dir, err)
+	}
+	if l.Network != nil {
+		if err := l.Network.Destroy(); err != nil {
+			return fmt.Errorf("removing lab network %s: %w", l.Network.Prefix, err)
+		}
 	}
 	if err := os.RemoveAll(l.Dir); err != nil {
 		return fmt.Errorf("removing lab directory: %w", err)
