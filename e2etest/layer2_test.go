@@ -3,6 +3,7 @@ package e2etest
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,123 @@ func TestL2OneNodeAnswers(t *testing.T) {
 		}
 		if len(list.Items) != 0 {
 			return fmt.Errorf("%d left", len(list.Items))
+		}
+		return nil
+	})
+}
+
+// primeNeighbour makes the router resolve ip, so that its neighbour table
+// has an entry that a gratuitous ARP must then move.
+func (e *l2env) primeNeighbour(ip string) {
+	_, _ = e.lab.Network.Exec(e.ctx, "router", "ping", "-c", "1", "-W", "1", ip)
+}
+
+// neighbourMAC is the router's neighbour entry for ip ("" when none).
+func (e *l2env) neighbourMAC(ip string) string {
+	out, _ := e.lab.Network.Exec(e.ctx, "router", "ip", "neigh", "show", ip, "dev", "eth0")
+	f := strings.Fields(string(out))
+	for i := range f {
+		if f[i] == "lladdr" && i+1 < len(f) {
+			return strings.ToLower(f[i+1])
+		}
+	}
+	return ""
+}
+
+// failover stops the announcing speaker with sig and checks that another
+// node takes over: it answers, and the router's entry moves to it without
+// the router asking (gratuitous ARP).
+func failover(t *testing.T, sig syscall.Signal, within time.Duration) {
+	e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}}, v1beta1.L2AdvertisementSpec{})
+	ip := e.service("web", false, corev1.IPv4Protocol, allNodes...)[0]
+	owner := e.waitOwner("web", "")
+	e.eventually("owner answers", 10*time.Second, func() error {
+		if got := e.arpMACs(ip); len(got) != 1 || got[0] != macOf(e, owner) {
+			return fmt.Errorf("answered by %v", got)
+		}
+		return nil
+	})
+	e.primeNeighbour(ip)
+	if got := e.neighbourMAC(ip); got != macOf(e, owner) {
+		t.Fatalf("router's entry for %s is %q before failover, want %s", ip, got, macOf(e, owner))
+	}
+	p := e.lab.Process("speaker-" + owner)
+	t.Cleanup(func() {
+		// Bring the speaker back for the next test.
+		if p.Alive() {
+			return
+		}
+		if err := e.lab.StartSpeaker(e.ctx, speakerBinary(t), owner); err != nil {
+			t.Errorf("restarting speaker on %s: %v", owner, err)
+		}
+	})
+	start := time.Now()
+	if err := p.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	var moved string
+	e.eventually("router's entry moves off "+owner, within, func() error {
+		moved = e.neighbourMAC(ip)
+		if moved == "" || moved == macOf(e, owner) {
+			return fmt.Errorf("entry %q", moved)
+		}
+		return nil
+	})
+	t.Logf("%s: router's entry moved to %s after %s", sig, moved, time.Since(start).Round(time.Millisecond))
+	next := e.waitOwner("web", owner)
+	if moved != macOf(e, next) {
+		t.Errorf("router's entry moved to %s, but the ServiceL2Status names %s (%s)", moved, next, macOf(e, next))
+	}
+	e.eventually("only the new owner answers", 10*time.Second, func() error {
+		if got := e.arpMACs(ip); len(got) != 1 || got[0] != macOf(e, next) {
+			return fmt.Errorf("answered by %v, want %s", got, macOf(e, next))
+		}
+		return nil
+	})
+}
+
+// Each test gets its own addresses on the LAN.
+var testPools = map[string]string{
+	"TestL2GracefulFailover":         "192.168.100.105-192.168.100.109",
+	"TestL2CrashFailover":            "192.168.100.110-192.168.100.114",
+	"TestL2LocalFollowsEndpoints":    "192.168.100.115-192.168.100.119",
+	"TestL2PartitionNoDoubleAnswers": "192.168.100.130-192.168.100.149",
+	"TestL2ProblemsAreReported":      "192.168.100.150-192.168.100.159",
+}
+
+func poolFor(t *testing.T) string {
+	p, ok := testPools[t.Name()]
+	if !ok {
+		t.Fatalf("no pool for %s in testPools", t.Name())
+	}
+	return p
+}
+
+func TestL2GracefulFailover(t *testing.T) { failover(t, syscall.SIGTERM, 3*time.Second) }
+
+func TestL2CrashFailover(t *testing.T) { failover(t, syscall.SIGKILL, 10*time.Second) }
+
+// TestL2LocalFollowsEndpoints: with externalTrafficPolicy Local only a node
+// with a ready endpoint answers, and ownership follows the endpoint.
+func TestL2LocalFollowsEndpoints(t *testing.T) {
+	e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}}, v1beta1.L2AdvertisementSpec{})
+	ip := e.service("local", true, corev1.IPv4Protocol, "node2")[0]
+	for _, want := range []string{"node2", "node3", "node1"} {
+		e.endpoints("local", want)
+		e.eventually("only "+want+" answers", 10*time.Second, func() error {
+			if got := e.arpMACs(ip); len(got) != 1 || got[0] != macOf(e, want) {
+				return fmt.Errorf("answered by %v, want %s", got, macOf(e, want))
+			}
+			if o, err := e.owner("local"); err != nil || o != want {
+				return fmt.Errorf("ServiceL2Status names %q (%v)", o, err)
+			}
+			return nil
+		})
+	}
+	e.endpoints("local")
+	e.eventually("nobody answers without endpoints", 10*time.Second, func() error {
+		if got := e.arpMACs(ip); len(got) != 0 {
+			return fmt.Errorf("answered by %v", got)
 		}
 		return nil
 	})

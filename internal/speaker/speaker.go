@@ -26,6 +26,10 @@ const (
 	ReasonAnnounceFailed = "AnnounceFailed"
 )
 
+// resyncInterval bounds how long a healed partition or a failed write
+// waits for the next sync when nothing else changes.
+const resyncInterval = 5 * time.Second
+
 // speaker is one node's running speaker: the sync loop's state.
 type speaker struct {
 	cfg       Config
@@ -60,12 +64,18 @@ func (s *speaker) markDirty() {
 // node takes over before this one falls silent.
 func (s *speaker) run(ctx context.Context) error {
 	first := true
+	// A periodic sync retries failed writes and, above all, rejoins
+	// speakers memberlist declared dead: once a partition heals, nothing
+	// else would bring them back.
+	resync := time.NewTicker(resyncInterval)
+	defer resync.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return s.shutdown()
 		case <-s.dirty:
 		case <-s.members.Changed():
+		case <-resync.C:
 		}
 		// Coalesce a burst of changes (a Service and its EndpointSlice, a
 		// node and its memberlist event) into one election.
@@ -155,7 +165,7 @@ func (s *speaker) join(snap snapshot) {
 	peers := peerAddrs(snap, s.cfg.NodeName, s.cfg.MemberlistPort)
 	key := fmt.Sprint(peers)
 	alive := len(s.members.Alive())
-	if key == s.peers && (alive > len(peers) || time.Since(s.lastJoin) < 5*time.Second) {
+	if key == s.peers && (alive > len(peers) || time.Since(s.lastJoin) < resyncInterval/2) {
 		return
 	}
 	s.peers, s.lastJoin = key, time.Now()
