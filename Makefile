@@ -9,7 +9,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_GEN_VERSION := v0.23.0
 export KUBEBUILDER_ASSETS := $(K8S)
 
-.PHONY: packages all build generate test test-unit lint bench bench-allocator bench-controller demo demo-down tools clean
+.PHONY: packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 demo demo-down tools clean
 
 all: build
 
@@ -76,6 +76,14 @@ bench-allocator:
 # prints time to all assigned, CPU seconds, RSS, and a restart's IP changes.
 bench-controller: tools build
 	IRONLB_CONTROLLER=$(BIN)/controller $(GO) test -count=1 -run '^$$' -bench BenchmarkControllerScale -benchtime=1x -timeout 40m ./e2etest/
+
+# Layer-2 failover and announcement on the network-namespace cluster lab:
+# graceful (SIGTERM) and crash (SIGKILL, link down) failover to the first
+# ARP answer and the router's neighbour entry, Service creation to the first
+# ARP answer, and speaker RSS/CPU with 200 and 1,000 Services. Prints p50 and
+# max over IRONLB_BENCH_L2_RUNS runs (default 10). Needs root.
+bench-l2: tools build
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2' -benchtime=1x -timeout 30m ./e2etest/
 
 # --- demo ------------------------------------------------------------------------
 
