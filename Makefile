@@ -87,9 +87,15 @@ bench-l2: tools build
 
 # --- demo ------------------------------------------------------------------------
 
+# The demo, as root: network namespaces ilb-{sw,router,client,node1..3}, a
+# kube-apiserver on 10.255.1.1 (interface ilb-mg), the controller, a speaker
+# per node, and a dual-stack Service answered by ARP/NDP. State, kubeconfig
+# and logs in /tmp/ironlb-lab (IRONLB_LAB_DIR); binaries bin/controller and
+# bin/speaker (IRONLB_CONTROLLER, IRONLB_SPEAKER). Run again to show it again.
 demo: tools build
 	$(GO) run ./e2etest/cmd/lab up
 
+# Stops every process and removes the namespaces, ilb-mg and the state.
 demo-down:
 	$(GO) run ./e2etest/cmd/lab down
 
