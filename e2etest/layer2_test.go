@@ -2,6 +2,9 @@ package e2etest
 
 import (
 	"fmt"
+	eventsv1 "k8s.io/api/events/v1"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,7 +135,10 @@ func failover(t *testing.T, sig syscall.Signal, within time.Duration) {
 		}
 		return nil
 	})
-	t.Logf("%s: router's entry moved to %s after %s", sig, moved, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s at %s: router's entry moved to %s after %s", sig, start.Format("15:04:05.000"), moved, time.Since(start).Round(time.Millisecond))
+	for _, n := range allNodes {
+		logTail(t, e.lab.Process("speaker-"+n).Log, "service announced", "service withdrawn", "speaker stopped", "member gone")
+	}
 	next := e.waitOwner("web", owner)
 	if moved != macOf(e, next) {
 		t.Errorf("router's entry moved to %s, but the ServiceL2Status names %s (%s)", moved, next, macOf(e, next))
@@ -147,11 +153,13 @@ func failover(t *testing.T, sig syscall.Signal, within time.Duration) {
 
 // Each test gets its own addresses on the LAN.
 var testPools = map[string]string{
-	"TestL2GracefulFailover":         "192.168.100.105-192.168.100.109",
-	"TestL2CrashFailover":            "192.168.100.110-192.168.100.114",
-	"TestL2LocalFollowsEndpoints":    "192.168.100.115-192.168.100.119",
-	"TestL2PartitionNoDoubleAnswers": "192.168.100.130-192.168.100.149",
-	"TestL2ProblemsAreReported":      "192.168.100.150-192.168.100.159",
+	"TestL2GracefulFailover":                        "192.168.100.105-192.168.100.109",
+	"TestL2CrashFailover":                           "192.168.100.110-192.168.100.114",
+	"TestL2LocalFollowsEndpoints":                   "192.168.100.115-192.168.100.119",
+	"TestL2PartitionNoDoubleAnswers":                "192.168.100.130-192.168.100.149",
+	"TestL2ProblemsAreReported/missing-interface":   "192.168.100.150-192.168.100.154",
+	"TestL2ProblemsAreReported/no-endpoints":        "192.168.100.155-192.168.100.159",
+	"TestL2ProblemsAreReported/pool-not-advertised": "192.168.100.160-192.168.100.164",
 }
 
 func poolFor(t *testing.T) string {
@@ -190,4 +198,153 @@ func TestL2LocalFollowsEndpoints(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestL2PartitionNoDoubleAnswers cuts memberlist traffic between node1 and
+// the others while ARP still flows. node1 sees one of three speakers, loses
+// quorum and falls silent; node2 and node3 keep a majority and take over its
+// addresses: every address is answered by exactly one MAC throughout.
+func TestL2PartitionNoDoubleAnswers(t *testing.T) {
+	e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}}, v1beta1.L2AdvertisementSpec{})
+	// Enough Services that node1 announces some of them.
+	var ips []string
+	onNode1 := 0
+	for i := 0; i < 12 && (i < 6 || onNode1 == 0); i++ {
+		name := fmt.Sprintf("svc%d", i)
+		ips = append(ips, e.service(name, false, corev1.IPv4Protocol, allNodes...)[0])
+		if e.waitOwner(name, "") == "node1" {
+			onNode1++
+		}
+	}
+	if onNode1 == 0 {
+		t.Fatal("node1 announces none of the Services; the test proves nothing")
+	}
+	const rules = `table inet ironlb_partition {
+  chain in { type filter hook input priority 0; udp dport 7946 drop; tcp dport 7946 drop; udp sport 7946 drop; tcp sport 7946 drop; }
+  chain out { type filter hook output priority 0; udp dport 7946 drop; tcp dport 7946 drop; udp sport 7946 drop; tcp sport 7946 drop; }
+}`
+	cmd := exec.Command("ip", "netns", "exec", e.lab.Network.NS("node1"), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cutting memberlist on node1: %v\n%s", err, out)
+	}
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			if out, err := e.lab.Network.Exec(e.ctx, "node1", "nft", "delete", "table", "inet", "ironlb_partition"); err != nil {
+				t.Errorf("healing the partition: %v\n%s", err, out)
+			}
+		}
+	}
+	t.Cleanup(heal)
+
+	n1 := macOf(e, "node1")
+	e.eventually("every address answered by exactly one MAC, none node1's", 15*time.Second, func() error {
+		for _, ip := range ips {
+			got := e.arpMACs(ip)
+			if len(got) != 1 || got[0] == n1 {
+				return fmt.Errorf("%s answered by %v (node1 is %s)", ip, got, n1)
+			}
+		}
+		return nil
+	})
+	// Stable, not a passing moment: check again a few seconds later.
+	time.Sleep(3 * time.Second)
+	for _, ip := range ips {
+		if got := e.arpMACs(ip); len(got) != 1 || got[0] == n1 {
+			t.Errorf("during the partition %s is answered by %v", ip, got)
+		}
+	}
+	log, err := os.ReadFile(e.lab.Process("speaker-node1").Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `"msg":"announcing stopped"`) || !strings.Contains(string(log), "NoQuorum") {
+		t.Errorf("node1's log does not say it stopped announcing for lack of quorum")
+	}
+
+	heal()
+	e.eventually("node1 rejoins and announces again", 30*time.Second, func() error {
+		for i := range ips {
+			if o, err := e.owner(fmt.Sprintf("svc%d", i)); err == nil && o == "node1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("node1 owns nothing yet")
+	})
+	for _, ip := range ips {
+		if got := e.arpMACs(ip); len(got) != 1 {
+			t.Errorf("after healing %s is answered by %v", ip, got)
+		}
+	}
+}
+
+// TestL2ProblemsAreReported: what keeps a Service from being announced is
+// an Event on it, naming what to fix.
+func TestL2ProblemsAreReported(t *testing.T) {
+	t.Run("missing-interface", func(t *testing.T) {
+		e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}},
+			v1beta1.L2AdvertisementSpec{Interfaces: []string{"eth9"}})
+		e.service("wrong-iface", false, corev1.IPv4Protocol, allNodes...)
+		e.waitEvent("wrong-iface", "AnnounceFailed", "eth9")
+	})
+	t.Run("no-endpoints", func(t *testing.T) {
+		e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}}, v1beta1.L2AdvertisementSpec{})
+		e.service("no-endpoints", true, corev1.IPv4Protocol)
+		e.waitEvent("no-endpoints", "NotAnnounced", "NoEligibleNode")
+	})
+	t.Run("pool-not-advertised", func(t *testing.T) {
+		e := newL2Env(t, v1beta1.IPAddressPoolSpec{Addresses: []string{poolFor(t)}},
+			v1beta1.L2AdvertisementSpec{IPAddressPools: []string{"some-other-pool"}})
+		e.service("unadvertised", false, corev1.IPv4Protocol, allNodes...)
+		e.waitEvent("unadvertised", "NotAnnounced", "PoolNotAdvertised")
+	})
+}
+
+// waitEvent waits for an Event on the Service with the reason and a note
+// containing every fragment.
+func (e *l2env) waitEvent(svc, reason string, fragments ...string) {
+	e.t.Helper()
+	e.eventually(fmt.Sprintf("event %s on %s containing %q", reason, svc, fragments), 20*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := e.c.List(e.ctx, &list, client.InNamespace(e.ns)); err != nil {
+			return err
+		}
+		var seen []string
+	next:
+		for _, ev := range list.Items {
+			if ev.Regarding.Name != svc {
+				continue
+			}
+			seen = append(seen, ev.Reason+": "+ev.Note)
+			if ev.Reason != reason {
+				continue
+			}
+			for _, f := range fragments {
+				if !strings.Contains(ev.Note, f) {
+					continue next
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("events: %q", seen)
+	})
+}
+
+// logTail logs the lines of a process log that contain any of the phrases,
+// to show the order of events when a timing looks wrong.
+func logTail(t *testing.T, path string, phrases ...string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, p := range phrases {
+			if strings.Contains(line, p) {
+				t.Log(line)
+				break
+			}
+		}
+	}
 }

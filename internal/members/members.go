@@ -312,12 +312,11 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 	e.m.notify()
 }
 
+// NotifyLeave cannot tell a graceful leave from a failure: memberlist
+// records that in its own node state and hands us the embedded Node, whose
+// State field it never updates.
 func (e events) NotifyLeave(n *memberlist.Node) {
-	reason := "failed"
-	if n.State == memberlist.StateLeft {
-		reason = "left"
-	}
-	e.m.logger.Info("member gone", "node", n.Name, "addr", addrOf(n), "reason", reason)
+	e.m.logger.Info("member gone", "node", n.Name, "addr", addrOf(n))
 	e.m.notify()
 }
 

@@ -125,7 +125,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("speaker: manager: %w", err)
 	}
 
-	m, err := members.Start(ctx, members.Config{
+	// Not ctx: members would shut down the moment the signal arrives,
+	// racing the Leave that shutdown sends first. The run loop owns it.
+	m, err := members.Start(context.WithoutCancel(ctx), members.Config{
 		NodeName: cfg.NodeName, BindAddr: bind, Port: cfg.MemberlistPort,
 		Key: key, Insecure: cfg.Insecure, Timing: cfg.Timing, Logger: cfg.Logger,
 	})

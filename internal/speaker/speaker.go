@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,7 @@ type speaker struct {
 	quorumLost   bool
 	peers        string
 	lastJoin     time.Time
+	joining      atomic.Bool // a Join runs in the background
 	synced       chan struct{}
 }
 
@@ -160,7 +162,9 @@ func (s *speaker) sync(ctx context.Context) error {
 }
 
 // join asks memberlist to contact the speakers it does not see, when the
-// set of peers changed or some are missing (at most every few seconds).
+// set of peers changed or some are missing (at most every few seconds). It
+// runs in the background: contacting a dead node can take memberlist's TCP
+// timeout, and the election must not wait for it.
 func (s *speaker) join(snap snapshot) {
 	peers := peerAddrs(snap, s.cfg.NodeName, s.cfg.MemberlistPort)
 	key := fmt.Sprint(peers)
@@ -168,13 +172,16 @@ func (s *speaker) join(snap snapshot) {
 	if key == s.peers && (alive > len(peers) || time.Since(s.lastJoin) < resyncInterval/2) {
 		return
 	}
-	s.peers, s.lastJoin = key, time.Now()
-	if len(peers) == 0 {
+	if len(peers) == 0 || !s.joining.CompareAndSwap(false, true) {
 		return
 	}
-	if n, err := s.members.Join(peers); err != nil {
-		s.log.Debug("memberlist join incomplete", "node", s.cfg.NodeName, "joined", n, "err", err)
-	}
+	s.peers, s.lastJoin = key, time.Now()
+	go func() {
+		defer s.joining.Store(false)
+		if n, err := s.members.Join(peers); err != nil {
+			s.log.Debug("memberlist join incomplete", "node", s.cfg.NodeName, "joined", n, "err", err)
+		}
+	}()
 }
 
 // peerAddrs are the memberlist addresses of the other speakers: the
