@@ -40,8 +40,8 @@ func TestLabUpDown(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	// The demo uses index 1 and the layer-2 tests' lab 100 and up.
-	idx, err := lab.FreeIndex(ctx, 150)
+	// The demo uses index 1, the layer-2 tests 100 and up, bench-l2 150 and up.
+	idx, err := lab.FreeIndex(ctx, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
