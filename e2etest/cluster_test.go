@@ -260,7 +260,6 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-
 var cleanups []func()
 
 func objMeta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }

@@ -120,7 +120,7 @@ func TestDesiredStatuses(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d objects, want 2 (one per Service)", len(got))
 	}
-	web := got[l2StatusName("demo/web")]
+	web := got[l2StatusName("demo/web", "node1")]
 	if web == nil {
 		t.Fatal("no object for demo/web")
 	}
@@ -132,7 +132,7 @@ func TestDesiredStatuses(t *testing.T) {
 	if web.Labels[LabelServiceName] != "web" || web.Labels[LabelServiceNamespace] != "demo" || web.Namespace != "ironlb-system" {
 		t.Errorf("demo/web metadata = %+v", web.ObjectMeta)
 	}
-	if l2StatusName("a-b/c") == l2StatusName("a/b-c") {
-		t.Error("names collide for a-b/c and a/b-c")
+	if l2StatusName("a-b/c", "n") == l2StatusName("a/b-c", "n") || l2StatusName("a/b", "n1") == l2StatusName("a/b", "n2") {
+		t.Error("names collide")
 	}
 }

@@ -24,10 +24,12 @@ const (
 	LabelServiceNamespace = "ironlb.io/service-namespace"
 )
 
-// l2StatusName names a Service's ServiceL2Status: stable, unique and a
-// valid object name whatever the Service is called.
-func l2StatusName(key string) string {
-	sum := sha256.Sum256([]byte(key))
+// l2StatusName names the ServiceL2Status of a Service announced by a node:
+// stable, unique and a valid object name whatever they are called. One per
+// node, not per Service: a dual-stack Service's two addresses may be won by
+// two nodes, and each must own its object.
+func l2StatusName(key, node string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + node))
 	return "l2-" + hex.EncodeToString(sum[:8])
 }
 
@@ -40,7 +42,7 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 			ns, name, _ := strings.Cut(key, "/")
 			obj := &v1beta1.ServiceL2Status{
 				ObjectMeta: metav1.ObjectMeta{
-					Name:      l2StatusName(key),
+					Name:      l2StatusName(key, node),
 					Namespace: namespace,
 					Labels:    map[string]string{LabelServiceName: name, LabelServiceNamespace: ns},
 				},
@@ -64,10 +66,9 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 }
 
 // writeStatuses makes the ServiceL2Status objects say what this node
-// announces. Each node writes its own; a node that loses a Service deletes
-// its object only if it still names this node, so it never undoes the new
-// owner's write. The first alive node also removes objects of Services
-// nobody announces any more.
+// announces. Each node writes and deletes its own; the first alive node
+// also removes those of nodes that no longer announce (a crashed node
+// cannot remove its own).
 func (s *speaker) writeStatuses(ctx context.Context, res election.Result, mine map[netip.Addr]election.Announcement, alive []string) error {
 	var list v1beta1.ServiceL2StatusList
 	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace)); err != nil {
@@ -81,7 +82,7 @@ func (s *speaker) writeStatuses(ctx context.Context, res election.Result, mine m
 	announced := map[string]bool{}
 	for _, a := range res.Announcements {
 		for _, key := range a.Services {
-			announced[l2StatusName(key)] = true
+			announced[l2StatusName(key, a.Node)] = true
 		}
 	}
 	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
