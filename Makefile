@@ -13,12 +13,16 @@ export KUBEBUILDER_ASSETS := $(K8S)
 
 all: build
 
-build: $(BIN)/controller $(BIN)/speaker
+build: $(BIN)/controller $(BIN)/speaker $(BIN)/podserver
 
 GO_SOURCES := $(shell find api controller speaker internal -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 $(BIN)/controller $(BIN)/speaker: $(BIN)/%: $(GO_SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./$*
+
+# The lab's stand-in for application pods.
+$(BIN)/podserver: e2etest/cmd/podserver/main.go
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./e2etest/cmd/podserver
 
 # --- tools: Debian packages, controller-gen, kube-apiserver and etcd --------
 

@@ -50,6 +50,11 @@ func controllerBinary(tb testing.TB) string { return binary(tb, "controller", "I
 // speakerBinary is the same for the speaker (IRONLB_SPEAKER).
 func speakerBinary(tb testing.TB) string { return binary(tb, "speaker", "IRONLB_SPEAKER") }
 
+// podServerBinary is the lab's pod HTTP server (IRONLB_PODSERVER).
+func podServerBinary(tb testing.TB) string {
+	return binary(tb, "e2etest/cmd/podserver", "IRONLB_PODSERVER")
+}
+
 func binary(tb testing.TB, cmdName, env string) string {
 	tb.Helper()
 	if p := os.Getenv(env); p != "" {
@@ -67,7 +72,7 @@ func binary(tb testing.TB, cmdName, env string) string {
 		}
 		buildDir = dir
 	}
-	path := filepath.Join(buildDir, cmdName)
+	path := filepath.Join(buildDir, filepath.Base(cmdName))
 	cmd := exec.Command("go", "build", "-trimpath", "-o", path, "./"+cmdName)
 	cmd.Dir = repoRoot(tb)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -67,6 +67,7 @@ func cluster(t *testing.T) *lab.Lab {
 			Index:      idx,
 			Controller: controllerBinary(t),
 			Speaker:    speakerBinary(t),
+			PodServer:  podServerBinary(t),
 		})
 		if clusterErr == nil {
 			cleanups = append(cleanups, func() { _ = clusterLab.Stop() })
@@ -167,7 +168,7 @@ func (e *l2env) service(name string, local bool, family corev1.IPFamily, readyOn
 }
 
 // endpoints writes the Service's EndpointSlice: one ready endpoint on each
-// node named.
+// node named, the pod namespace behind that node.
 func (e *l2env) endpoints(svc string, readyOn ...string) {
 	e.t.Helper()
 	es := &discoveryv1.EndpointSlice{
@@ -175,9 +176,13 @@ func (e *l2env) endpoints(svc string, readyOn ...string) {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
 	}
-	for i, n := range readyOn {
+	for _, n := range readyOn {
+		pod, ok := e.lab.Network.PodOn(n)
+		if !ok {
+			e.t.Fatalf("no pod on %s", n)
+		}
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{fmt.Sprintf("10.244.%d.2", i+1)},
+			Addresses:  []string{pod.IP.String()},
 			NodeName:   ptr(n),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
 		})

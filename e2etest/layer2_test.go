@@ -1,6 +1,7 @@
 package e2etest
 
 import (
+	"context"
 	"fmt"
 	eventsv1 "k8s.io/api/events/v1"
 	"os"
@@ -345,6 +346,19 @@ func logTail(t *testing.T, path string, phrases ...string) {
 				t.Log(line)
 				break
 			}
+		}
+	}
+}
+
+// TestLabPodsServeHTTP: the endpoints the tests name are real: each pod
+// namespace answers HTTP from its node.
+func TestLabPodsServeHTTP(t *testing.T) {
+	l := cluster(t)
+	for _, pod := range l.Network.Pods {
+		url := fmt.Sprintf("http://%s:8080/", pod.IP)
+		out, err := l.Network.Exec(context.Background(), pod.Node, "curl", "-sS", "--max-time", "5", url)
+		if err != nil || !strings.HasPrefix(string(out), pod.Name+" ") {
+			t.Errorf("%s from %s: %q, %v", url, pod.Node, out, err)
 		}
 	}
 }

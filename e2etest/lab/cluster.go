@@ -25,9 +25,13 @@ type ClusterConfig struct {
 	Index int
 	// Nodes is how many node namespaces to make (default 3).
 	Nodes int
-	// Controller and Speaker are the binaries.
-	Controller, Speaker string
+	// Controller, Speaker and PodServer are the binaries; PodServer
+	// (e2etest/cmd/podserver) serves HTTP in every pod namespace.
+	Controller, Speaker, PodServer string
 }
+
+// PodPort is where every pod's HTTP server listens.
+const PodPort = 8080
 
 // speakerLabels mark the speaker Pods, as the DaemonSet's template does.
 var speakerLabels = map[string]string{"app.kubernetes.io/name": "ironlb", "app.kubernetes.io/component": "speaker"}
@@ -87,6 +91,15 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Lab, error) {
 	}
 	if err := l.StartController(ctx, cfg.Controller, fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])); err != nil {
 		return l, err
+	}
+	for _, pod := range netw.Pods {
+		if cfg.PodServer == "" {
+			break // pods without an application: fine for tests of announcing alone
+		}
+		if _, err := l.StartProcess("pod-"+pod.Name, nil, "ip", "netns", "exec", pod.NS, cfg.PodServer,
+			"--name="+pod.Name, "--listen="+netip.AddrPortFrom(pod.IP, PodPort).String()); err != nil {
+			return l, err
+		}
 	}
 	for _, nd := range netw.Nodes {
 		if err := l.StartSpeaker(ctx, cfg.Speaker, nd.Name); err != nil {

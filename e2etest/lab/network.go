@@ -22,6 +22,17 @@ type Network struct {
 	Prefix string `json:"prefix"`
 	Index  int    `json:"index"`
 	Nodes  []Node `json:"nodes"`
+	// Pods are one pod namespace per node, on its own veth to the node.
+	Pods []Pod `json:"pods"`
+}
+
+// Pod is one pod namespace: podN behind nodeN, at 10.244.N.2/24 with the
+// node at 10.244.N.1 as its default gateway.
+type Pod struct {
+	Name string     `json:"name"`
+	NS   string     `json:"ns"`
+	Node string     `json:"node"`
+	IP   netip.Addr `json:"ip"`
 }
 
 // Node is one node namespace.
@@ -76,6 +87,11 @@ func CreateNetwork(ctx context.Context, prefix string, index, nodes int) (_ *Net
 			Mgmt: netip.AddrFrom4([4]byte{10, 255, byte(index), byte(10 + i)}),
 		})
 	}
+	for i := 1; i <= nodes; i++ {
+		name := fmt.Sprintf("pod%d", i)
+		n.Pods = append(n.Pods, Pod{Name: name, NS: n.NS(name), Node: fmt.Sprintf("node%d", i),
+			IP: netip.AddrFrom4([4]byte{10, 244, byte(i), 2})})
+	}
 	defer func() {
 		if err != nil {
 			_ = n.Destroy()
@@ -87,6 +103,10 @@ func CreateNetwork(ctx context.Context, prefix string, index, nodes int) (_ *Net
 	for _, ns := range append([]string{sw, router, client}, n.nodeNamespaces()...) {
 		add("ip", "netns", "add", ns)
 		add("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	for _, pod := range n.Pods {
+		add("ip", "netns", "add", pod.NS)
+		add("ip", "-n", pod.NS, "link", "set", "lo", "up")
 	}
 	add("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
 	add("ip", "-n", sw, "link", "set", "br0", "up")
@@ -105,6 +125,17 @@ func CreateNetwork(ctx context.Context, prefix string, index, nodes int) (_ *Net
 		add("ip", "-n", nd.NS, "addr", "add", nd.Mgmt.String()+"/24", "dev", "eth0")
 		add("ip", "-n", nd.NS, "route", "add", "default", "via", RouterIPv4.String())
 		add("ip", "-n", nd.NS, "-6", "route", "add", "default", "via", RouterIPv6.String())
+	}
+	// Each pod on a veth to its node; the node routes for it.
+	for i, pod := range n.Pods {
+		node := n.Nodes[i].NS
+		gw := netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 1})
+		add("ip", "-n", node, "link", "add", "veth-"+pod.Name, "type", "veth", "peer", "name", "eth0", "netns", pod.NS)
+		add("ip", "-n", node, "link", "set", "veth-"+pod.Name, "up")
+		add("ip", "-n", pod.NS, "link", "set", "eth0", "up")
+		add("ip", "-n", node, "addr", "add", gw.String()+"/24", "dev", "veth-"+pod.Name)
+		add("ip", "-n", pod.NS, "addr", "add", pod.IP.String()+"/24", "dev", "eth0")
+		add("ip", "-n", pod.NS, "route", "add", "default", "via", gw.String())
 	}
 	// The client, behind the router.
 	add("ip", "-n", router, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", client)
@@ -150,6 +181,16 @@ func (n *Network) nodeNamespaces() []string {
 	return out
 }
 
+// PodOn returns the pod behind node.
+func (n *Network) PodOn(node string) (Pod, bool) {
+	for _, p := range n.Pods {
+		if p.Node == node {
+			return p, true
+		}
+	}
+	return Pod{}, false
+}
+
 // Destroy removes the namespaces and the root namespace's interface. It
 // kills nothing: stop processes first (deleting a namespace does not).
 func (n *Network) Destroy() error {
@@ -160,7 +201,11 @@ func (n *Network) Destroy() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, ns := range append([]string{n.NS("sw"), n.NS("router"), n.NS("client")}, n.nodeNamespaces()...) {
+	namespaces := append([]string{n.NS("sw"), n.NS("router"), n.NS("client")}, n.nodeNamespaces()...)
+	for _, p := range n.Pods {
+		namespaces = append(namespaces, p.NS)
+	}
+	for _, ns := range namespaces {
 		if _, err := run(ctx, "ip", "netns", "del", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
 			errs = append(errs, err)
 		}

@@ -96,6 +96,7 @@ func up(ctx context.Context, dir string) error {
 			Index:      index,
 			Controller: binary("IRONLB_CONTROLLER", "controller"),
 			Speaker:    binary("IRONLB_SPEAKER", "speaker"),
+			PodServer:  binary("IRONLB_PODSERVER", "podserver"),
 		},
 		Examples: examples,
 	})
@@ -243,9 +244,11 @@ func show(ctx context.Context, l *lab.Lab) error {
 		failPID = fmt.Sprint(p.PID)
 	}
 	fmt.Printf(`
-demo/web has no pods (the lab runs no kubelet yet): its EndpointSlice is
-written by hand with ready endpoints on node1 and node2
-(e2etest/testdata/demo/20-service.yaml).
+demo/web's endpoints are the pods pod1 (behind node1, 10.244.1.2:8080) and
+pod2 (behind node2, 10.244.2.2:8080): network namespaces running an HTTP
+server. No kubelet runs, so its EndpointSlice is written by hand
+(e2etest/testdata/demo/20-service.yaml). The pods are not reachable
+through the address yet: forwarding is the dataplane's job, still to come.
 
 The lab runs in the background (state in %[1]s). Explore it, as root:
   export KUBECONFIG=%[2]s
