@@ -18,6 +18,7 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/e2etest/lab"
+	"github.com/ironlb/ironlb/internal/apiservertest"
 )
 
 // The layer-2 tests share one cluster lab: three node namespaces with a
@@ -204,15 +205,7 @@ func (e *l2env) endpoints(svc string, readyOn ...string) {
 
 func (e *l2env) eventually(what string, timeout time.Duration, fn func() error) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	e.t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+	apiservertest.Eventually(e.t, what, timeout, fn)
 }
 
 // owner returns the node the ServiceL2Status names for a Service.

@@ -3,7 +3,6 @@ package e2etest
 import (
 	"context"
 	"fmt"
-	eventsv1 "k8s.io/api/events/v1"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/apiservertest"
 )
 
 var allNodes = []string{"node1", "node2", "node3"}
@@ -307,30 +307,7 @@ func TestL2ProblemsAreReported(t *testing.T) {
 // containing every fragment.
 func (e *l2env) waitEvent(svc, reason string, fragments ...string) {
 	e.t.Helper()
-	e.eventually(fmt.Sprintf("event %s on %s containing %q", reason, svc, fragments), 20*time.Second, func() error {
-		var list eventsv1.EventList
-		if err := e.c.List(e.ctx, &list, client.InNamespace(e.ns)); err != nil {
-			return err
-		}
-		var seen []string
-	next:
-		for _, ev := range list.Items {
-			if ev.Regarding.Name != svc {
-				continue
-			}
-			seen = append(seen, ev.Reason+": "+ev.Note)
-			if ev.Reason != reason {
-				continue
-			}
-			for _, f := range fragments {
-				if !strings.Contains(ev.Note, f) {
-					continue next
-				}
-			}
-			return nil
-		}
-		return fmt.Errorf("events: %q", seen)
-	})
+	apiservertest.WaitEvent(e.t, e.c, e.ns, svc, reason, fragments...)
 }
 
 // logTail logs the lines of a process log that contain any of the phrases,

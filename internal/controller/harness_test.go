@@ -15,7 +15,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -235,19 +234,10 @@ func (e *env) update(name string, fn func(*corev1.Service)) {
 	e.t.Fatalf("updating service %s: conflicts", name)
 }
 
-// eventually polls fn until it returns nil, failing the test with its last
-// error after timeout.
+// eventually polls fn until it returns nil (see apiservertest.Eventually).
 func (e *env) eventually(what string, timeout time.Duration, fn func() error) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	e.t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+	apiservertest.Eventually(e.t, what, timeout, fn)
 }
 
 // ips returns a Service's ingress addresses.
@@ -292,30 +282,7 @@ func (e *env) waitAnyIP(name string, n int) []string {
 // containing every fragment.
 func (e *env) waitEvent(ns, name, reason string, fragments ...string) {
 	e.t.Helper()
-	e.eventually(fmt.Sprintf("event %s on %s/%s containing %q", reason, ns, name, fragments), 20*time.Second, func() error {
-		var list eventsv1.EventList
-		if err := e.c.List(e.ctx, &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		var seen []string
-	next:
-		for _, ev := range list.Items {
-			if ev.Regarding.Name != name {
-				continue
-			}
-			seen = append(seen, ev.Reason+": "+ev.Note)
-			if ev.Reason != reason {
-				continue
-			}
-			for _, f := range fragments {
-				if !strings.Contains(ev.Note, f) {
-					continue next
-				}
-			}
-			return nil
-		}
-		return fmt.Errorf("events seen: %q", seen)
-	})
+	apiservertest.WaitEvent(e.t, e.c, ns, name, reason, fragments...)
 }
 
 func (e *env) getPool(name string) *v1beta1.IPAddressPool {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -19,11 +16,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/metrics"
 )
 
 // Options configure one controller process.
@@ -101,42 +97,12 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("setting up the service controller: %w", err)
 	}
 	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
-		if err := mgr.Add(metricsServer(o.MetricsAddr, prometheus.Gatherers{o.Registry, ctrlmetrics.Registry}, o.Logger)); err != nil {
+		if err := mgr.Add(metrics.Server(o.MetricsAddr, o.Registry, o.Logger)); err != nil {
 			return err
 		}
 	}
 	o.Logger.Info("controller starting", "namespace", o.Namespace, "class", o.Class, "unclassed", o.Unclassed, "leader_elect", o.LeaderElect)
 	return mgr.Start(ctx)
 }
-
-// metricsServer serves g on addr/metrics on every replica, leader or not.
-func metricsServer(addr string, g prometheus.Gatherer, log *slog.Logger) manager.Runnable {
-	return nonLeader(func(ctx context.Context) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			<-ctx.Done()
-			shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(shutdown)
-		}()
-		log.Info("serving metrics", "addr", ln.Addr().String())
-		if err := srv.Serve(ln); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
-	})
-}
-
-// nonLeader is a runnable that runs on every replica.
-type nonLeader func(context.Context) error
-
-func (f nonLeader) Start(ctx context.Context) error { return f(ctx) }
-func (nonLeader) NeedLeaderElection() bool          { return false }
 
 func ptr[T any](v T) *T { return &v }

@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,13 +26,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/election"
 	"github.com/ironlb/ironlb/internal/layer2"
 	"github.com/ironlb/ironlb/internal/members"
+	ironmetrics "github.com/ironlb/ironlb/internal/metrics"
 )
 
 // Config configures one speaker.
@@ -181,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "0" {
-		if err := mgr.Add(metricsServer(cfg.MetricsAddr, prometheus.Gatherers{cfg.Registry, ctrlmetrics.Registry})); err != nil {
+		if err := mgr.Add(ironmetrics.Server(cfg.MetricsAddr, cfg.Registry, cfg.Logger)); err != nil {
 			return err
 		}
 	}
@@ -269,27 +267,6 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 	snap.services, snap.slices, snap.nodes = svcs.Items, eps.Items, nodes.Items
 	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
 	return snap, nil
-}
-
-// metricsServer serves g on addr/metrics until ctx ends.
-func metricsServer(addr string, g prometheus.Gatherer) manager.RunnableFunc {
-	return func(ctx context.Context) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			<-ctx.Done()
-			_ = srv.Close()
-		}()
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}
 }
 
 func orNone(addr string) string {
