@@ -1,0 +1,218 @@
+// Package forwarding computes which service traffic a node forwards to
+// which of its own endpoints: the desired dataplane state, as plain values.
+package forwarding
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// Protocol is a transport protocol a rule matches, lowercase as nft
+// spells it.
+type Protocol string
+
+// The protocols a Service port may name.
+const (
+	TCP  Protocol = "tcp"
+	UDP  Protocol = "udp"
+	SCTP Protocol = "sctp"
+)
+
+// Key is what a packet is matched on: the service IP, the transport
+// protocol and the service port.
+type Key struct {
+	VIP      netip.Addr
+	Protocol Protocol
+	Port     uint16
+}
+
+// Compare orders keys by address, protocol, then port.
+func (k Key) Compare(o Key) int {
+	if c := k.VIP.Compare(o.VIP); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Protocol, o.Protocol); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Port, o.Port)
+}
+
+// Rule sends traffic for Key to one of Endpoints, all on this node and of
+// the VIP's address family.
+type Rule struct {
+	Key
+	// Service is the Service (namespace/name) the rule comes from.
+	Service string
+	// Endpoints are sorted and distinct; never empty.
+	Endpoints []netip.AddrPort
+}
+
+// Desired returns the rules node should program: for each ingress IP and
+// port of each LoadBalancer Service, its ready endpoints on node, with the
+// target port resolved by port name from the EndpointSlices. Pure and
+// deterministic: the result is sorted by Key and does not depend on the
+// order of services or slices.
+//
+// A node forwards only to its own pods, whatever the Service's
+// externalTrafficPolicy. For Local that is the policy itself. For Cluster,
+// reaching pods on other nodes would need either SNAT to this node (losing
+// the client's IP, which is what this dataplane exists to keep) or an
+// encapsulation or routing arrangement with the other nodes; both are out
+// of scope here. A key with no local endpoint gets no rule, so the packet
+// goes on to whatever else handles it (kube-proxy, if it runs).
+//
+// If two Services claim the same key (which the allocator's sharing rules
+// should prevent), the one first by namespace/name wins.
+func Desired(node string, services []corev1.Service, eps []discoveryv1.EndpointSlice) []Rule {
+	byService := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range eps {
+		es := &eps[i]
+		name := es.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		key := es.Namespace + "/" + name
+		byService[key] = append(byService[key], es)
+	}
+	order := make([]int, 0, len(services))
+	for i := range services {
+		order = append(order, i)
+	}
+	// Visit Services by name so that a conflict resolves the same way on
+	// every node and every sync.
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
+	})
+	rules := map[Key]Rule{}
+	for _, i := range order {
+		svc := &services[i]
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			continue
+		}
+		svcKey := svc.Namespace + "/" + svc.Name
+		for _, vip := range ingressIPs(svc) {
+			for _, sp := range svc.Spec.Ports {
+				proto, ok := protocol(sp.Protocol)
+				if !ok || sp.Port <= 0 || sp.Port > 65535 {
+					continue
+				}
+				k := Key{VIP: vip, Protocol: proto, Port: uint16(sp.Port)}
+				if _, taken := rules[k]; taken {
+					continue
+				}
+				if e := localEndpoints(node, vip.Is4(), sp.Name, proto, byService[svcKey]); len(e) > 0 {
+					rules[k] = Rule{Key: k, Service: svcKey, Endpoints: e}
+				}
+			}
+		}
+	}
+	out := make([]Rule, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
+	return out
+}
+
+// localEndpoints are the ready endpoints on node, of one family, for the
+// service port named portName, sorted and distinct.
+func localEndpoints(node string, v4 bool, portName string, proto Protocol, eps []*discoveryv1.EndpointSlice) []netip.AddrPort {
+	want := discoveryv1.AddressTypeIPv6
+	if v4 {
+		want = discoveryv1.AddressTypeIPv4
+	}
+	var out []netip.AddrPort
+	for _, es := range eps {
+		if es.AddressType != want {
+			continue
+		}
+		port, ok := targetPort(es.Ports, portName, proto)
+		if !ok {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			// The API says a nil ready condition means ready.
+			if ep.NodeName == nil || *ep.NodeName != node || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+				continue
+			}
+			// Consumers may use only the first address: the rest are
+			// fungible copies of it.
+			if len(ep.Addresses) == 0 {
+				continue
+			}
+			ip, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil {
+				continue
+			}
+			// The slice's address type says the family; an address
+			// that disagrees (or an IPv4-mapped IPv6 one) is not trusted.
+			if ip.Zone() != "" || ip.Is4() != v4 || ip.Is4In6() {
+				continue
+			}
+			ap := netip.AddrPortFrom(ip, port)
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return out
+}
+
+// targetPort finds the slice's port for a service port, matched by name
+// and protocol as kube-proxy does (an unnamed service port matches an
+// unnamed slice port; a nil protocol is TCP).
+func targetPort(ports []discoveryv1.EndpointPort, name string, proto Protocol) (uint16, bool) {
+	for _, p := range ports {
+		n := ""
+		if p.Name != nil {
+			n = *p.Name
+		}
+		pp := TCP
+		if p.Protocol != nil {
+			var ok bool
+			if pp, ok = protocol(*p.Protocol); !ok {
+				continue
+			}
+		}
+		if n != name || pp != proto || p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+			continue
+		}
+		return uint16(*p.Port), true
+	}
+	return 0, false
+}
+
+func protocol(p corev1.Protocol) (Protocol, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return TCP, true
+	case corev1.ProtocolUDP:
+		return UDP, true
+	case corev1.ProtocolSCTP:
+		return SCTP, true
+	}
+	return "", false
+}
+
+// ingressIPs are the Service's load-balancer addresses, distinct, with
+// IPv4-mapped IPv6 addresses turned into IPv4 (as the speaker's election
+// does) and zoned ones dropped.
+func ingressIPs(svc *corev1.Service) []netip.Addr {
+	var ips []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		ip, err := netip.ParseAddr(in.IP)
+		if err != nil || ip.Zone() != "" {
+			continue
+		}
+		ip = ip.Unmap()
+		if !slices.Contains(ips, ip) {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}
