@@ -302,4 +302,3 @@ func fuzzCluster(data []byte) ([]corev1.Service, []discoveryv1.EndpointSlice) {
 	}
 	return services, eps
 }
-
