@@ -87,7 +87,7 @@ bench-controller: tools build
 # ARP answer, and speaker RSS/CPU with 200 and 1,000 Services. Prints p50 and
 # max over IRONLB_BENCH_L2_RUNS runs (default 10). Needs root.
 bench-l2: tools build
-	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2' -benchtime=1x -timeout 30m ./e2etest/
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2(GracefulFailover|CrashFailover|ServiceCreate|SpeakerResources)$$' -benchtime=1x -timeout 30m ./e2etest/
 
 # --- demo ------------------------------------------------------------------------
 
