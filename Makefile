@@ -9,7 +9,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_GEN_VERSION := v0.23.0
 export KUBEBUILDER_ASSETS := $(K8S)
 
-.PHONY: packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 demo demo-down tools clean
+.PHONY: soak-l2 packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 demo demo-down tools clean
 
 all: build
 
@@ -88,6 +88,12 @@ bench-controller: tools build
 # max over IRONLB_BENCH_L2_RUNS runs (default 10). Needs root.
 bench-l2: tools build
 	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2(GracefulFailover|CrashFailover|ServiceCreate|SpeakerResources)$$' -benchtime=1x -timeout 30m ./e2etest/
+
+# Ten minutes of the three-node lab with every CPU busy: counts spurious
+# failovers (must be 0).
+soak-l2: tools build
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker \
+	  $(GO) test -count=1 -run '^$$' -bench BenchmarkL2Soak -benchtime=1x -timeout 30m ./e2etest/
 
 # --- demo ------------------------------------------------------------------------
 
