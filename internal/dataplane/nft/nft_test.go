@@ -1,0 +1,219 @@
+package nft
+
+import (
+	"context"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/ironlb/ironlb/internal/forwarding"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+func rule(vip string, proto forwarding.Protocol, port uint16, eps ...string) forwarding.Rule {
+	r := forwarding.Rule{Key: forwarding.Key{VIP: netip.MustParseAddr(vip), Protocol: proto, Port: port}}
+	for _, e := range eps {
+		r.Endpoints = append(r.Endpoints, netip.MustParseAddrPort(e))
+	}
+	return r
+}
+
+// golden compares the fake's dump with testdata/<test name>.golden.
+func golden(t *testing.T, fake *knftables.Fake) {
+	t.Helper()
+	got := fake.Dump()
+	path := filepath.Join("testdata", strings.ReplaceAll(t.Name(), "/", "_")+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s (run with -update to create it): %v", path, err)
+	}
+	if got != string(want) {
+		t.Errorf("table differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func sync(t *testing.T, s *Syncer, rules []forwarding.Rule, full bool, want Kind) Result {
+	t.Helper()
+	res, err := s.Sync(context.Background(), rules, full)
+	if err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if res.Kind != want {
+		t.Fatalf("Sync did a %s sync (%s), want %s", res.Kind, res.Reason, want)
+	}
+	return res
+}
+
+var story = []forwarding.Rule{
+	rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.2:8080", "10.244.1.3:8080"),
+	rule("192.0.2.1", forwarding.UDP, 53, "10.244.1.2:5353"),
+	rule("192.0.2.2", forwarding.SCTP, 3868, "10.244.1.4:3869"),
+	rule("2001:db8::1", forwarding.TCP, 443, "[fd00:244::2]:8443", "[fd00:244::3]:8443", "[fd00:244::4]:8443"),
+}
+
+func TestFullSync(t *testing.T) {
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	s := NewWith(fake)
+	res := sync(t, s, story, false, Full)
+	if res.Reason != "first" {
+		t.Errorf("first sync's reason %q, want first", res.Reason)
+	}
+	golden(t, fake)
+	// Nothing changed: nothing runs.
+	if res := sync(t, s, story, false, Partial); res.Operations != 0 {
+		t.Errorf("unchanged rules cost %d operations:\n%s", res.Operations, fake.LastTransaction)
+	}
+	// A requested full sync gives the same table.
+	sync(t, s, story, true, Full)
+	golden(t, fake)
+}
+
+// TestPartialSync walks a story: each step rewrites only the chains and
+// elements that changed, and ends in the table a full sync would build.
+func TestPartialSync(t *testing.T) {
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	s := NewWith(fake)
+	sync(t, s, story, false, Full)
+	for _, step := range []struct {
+		name    string
+		rules   []forwarding.Rule
+		touched []string // chains the transaction may name
+	}{
+		{"an endpoint goes", []forwarding.Rule{
+			rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.2:8080"), story[1], story[2], story[3],
+		}, []string{"svc4-192.0.2.1-tcp-80"}},
+		{"a service goes", []forwarding.Rule{
+			rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.2:8080"), story[1], story[3],
+		}, []string{"svc4-192.0.2.2-sctp-3868", "192.0.2.2 . sctp . 3868"}},
+		{"a service comes", []forwarding.Rule{
+			rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.2:8080"), story[1], story[3],
+			rule("2001:db8::2", forwarding.UDP, 53, "[fd00:244::2]:53"),
+		}, []string{"svc6-2001.db8..2-udp-53"}},
+		{"an endpoint comes back", []forwarding.Rule{
+			story[0], story[1], story[3], rule("2001:db8::2", forwarding.UDP, 53, "[fd00:244::2]:53"),
+		}, []string{"svc4-192.0.2.1-tcp-80"}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			sync(t, s, step.rules, false, Partial)
+			tx := fake.LastTransaction.String()
+			for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
+				if !containsAny(line, step.touched) {
+					t.Errorf("transaction touches more than %v: %q", step.touched, line)
+				}
+			}
+			partial := fake.Dump()
+			other := knftables.NewFake(knftables.InetFamily, Table)
+			sync(t, NewWith(other), step.rules, true, Full)
+			if partial != other.Dump() {
+				t.Errorf("partial sync left\n%s\nbut a full sync builds\n%s", partial, other.Dump())
+			}
+		})
+	}
+	sync(t, s, nil, false, Partial)
+	golden(t, fake)
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRepair: a deleted table, or one whose rules someone flushed (what
+// `nft flush table` does in the kernel), is rebuilt by the next sync.
+func TestRepair(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(*testing.T, *knftables.Fake)
+		reason string
+	}{
+		{"deleted", func(t *testing.T, fake *knftables.Fake) {
+			tx := fake.NewTransaction()
+			tx.Delete(&knftables.Table{})
+			if err := fake.Run(context.Background(), tx); err != nil {
+				t.Fatal(err)
+			}
+		}, "table missing"},
+		{"rules flushed", func(t *testing.T, fake *knftables.Fake) {
+			fake.Lock()
+			defer fake.Unlock()
+			for _, c := range fake.Table.Chains {
+				c.Rules = nil
+			}
+		}, "table changed"},
+		{"dispatch rule deleted", func(t *testing.T, fake *knftables.Fake) {
+			fake.Lock()
+			defer fake.Unlock()
+			fake.Table.Chains[chainServices].Rules = fake.Table.Chains[chainServices].Rules[:1]
+		}, "table changed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := knftables.NewFake(knftables.InetFamily, Table)
+			s := NewWith(fake)
+			sync(t, s, story, false, Full)
+			want := fake.Dump()
+			tc.break_(t, fake)
+			if res := sync(t, s, story, false, Full); res.Reason != tc.reason {
+				t.Errorf("reason %q, want %q", res.Reason, tc.reason)
+			}
+			if got := fake.Dump(); got != want {
+				t.Errorf("after repair:\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestPartialFailureFallsBack: when the partial transaction fails (a
+// service chain vanished behind our back), the sync rebuilds the table.
+func TestPartialFailureFallsBack(t *testing.T) {
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	s := NewWith(fake)
+	sync(t, s, story, false, Full)
+	tx := fake.NewTransaction()
+	tx.Delete(element(story[2].Key))
+	tx.Delete(&knftables.Chain{Name: chainName(story[2].Key)})
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	// Removing story[2] now deletes what is already gone.
+	res := sync(t, s, story[:2], false, Full)
+	if res.Reason != "partial failed" {
+		t.Errorf("reason %q, want partial failed", res.Reason)
+	}
+	if _, ok := fake.Table.Chains[chainName(story[2].Key)]; ok {
+		t.Error("stale chain survived")
+	}
+}
+
+func TestDNATRule(t *testing.T) {
+	for _, tc := range []struct {
+		rule forwarding.Rule
+		want string
+	}{
+		{rule("192.0.2.1", forwarding.TCP, 80, "10.0.0.1:8080"), "meta l4proto tcp dnat ip to 10.0.0.1:8080"},
+		{rule("2001:db8::1", forwarding.UDP, 53, "[fd00::1]:5353"), "meta l4proto udp dnat ip6 to [fd00::1]:5353"},
+		{rule("192.0.2.1", forwarding.SCTP, 1, "10.0.0.1:2", "10.0.0.2:3"),
+			"meta l4proto sctp dnat ip to numgen random mod 2 map { 0 : 10.0.0.1 . 2, 1 : 10.0.0.2 . 3 }"},
+	} {
+		if got := dnatRule(tc.rule); got != tc.want {
+			t.Errorf("dnatRule(%v) = %q, want %q", tc.rule, got, tc.want)
+		}
+	}
+}
