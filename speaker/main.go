@@ -43,6 +43,7 @@ func main() {
 	flag.DurationVar(&cfg.Timing.ProbeInterval, "memberlist-probe-interval", def.ProbeInterval, "how often each speaker probes another")
 	flag.DurationVar(&cfg.Timing.ProbeTimeout, "memberlist-probe-timeout", def.ProbeTimeout, "how long a probe waits for its ack")
 	flag.IntVar(&cfg.Timing.SuspicionMult, "memberlist-suspicion-mult", def.SuspicionMult, "suspicion timeout in probe intervals (scaled by log10 of the cluster size)")
+	flag.StringVar(&cfg.Dataplane, "dataplane", speaker.DataplaneNone, "none: kube-proxy forwards; nftables: DNAT the addresses this node announces to its own ready endpoints, keeping the client's IP (table inet ironlb)")
 	flag.DurationVar(&cfg.Debounce, "debounce", 0, "coalesce changes for this long before an election (default 10ms)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7473", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&cfg.HealthAddr, "health-addr", ":8082", "address of /healthz and /readyz; 0 disables")

@@ -54,6 +54,9 @@ type Config struct {
 	Timing members.Timing
 	// Debounce coalesces bursts of changes into one election.
 	Debounce time.Duration
+	// Dataplane is DataplaneNone ("" too) or DataplaneNFTables: whether
+	// this speaker forwards the addresses it announces to local endpoints.
+	Dataplane string
 	// Rest reaches the API server.
 	Rest *rest.Config
 	// MetricsAddr and HealthAddr are listen addresses; "" or "0" disables.
@@ -99,6 +102,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	key, err := gossipKey(ctx, direct, cfg)
+	if err != nil {
+		return err
+	}
+	// Before memberlist starts: a dataplane that cannot work (no nft
+	// binary, no privilege) stops the speaker with nothing to undo.
+	fwd, err := newForwarder(cfg)
 	if err != nil {
 		return err
 	}
@@ -148,6 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 		problems:     map[string]bool{},
 		announceErrs: map[string]bool{},
 		synced:       make(chan struct{}),
+		dataplane:    fwd,
 	}
 
 	// Every change to anything the election reads asks for a sync.

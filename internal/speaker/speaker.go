@@ -51,6 +51,8 @@ type speaker struct {
 	lastJoin     time.Time
 	joining      atomic.Bool // a Join runs in the background
 	synced       chan struct{}
+	// dataplane forwards what this node announces; nil for none.
+	dataplane *forwarder
 }
 
 // markDirty asks for a sync without blocking.
@@ -154,6 +156,7 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.reportAnnounceErrors(applyErr, mine, services)
 	s.logChanges(mine, services)
 	s.announced = mine
+	s.forward(ctx, snap, mine)
 	s.reportProblems(res, alive, services)
 	if err := s.writeStatuses(ctx, res, mine, alive); err != nil {
 		return err
