@@ -28,6 +28,11 @@ type ClusterConfig struct {
 	// Controller, Speaker and PodServer are the binaries; PodServer
 	// (e2etest/cmd/podserver) serves HTTP in every pod namespace.
 	Controller, Speaker, PodServer string
+	// SpeakerArgs are extra flags for every speaker (--dataplane=nftables).
+	SpeakerArgs []string
+	// Forwarding turns on IPv4 and IPv6 forwarding in the node namespaces,
+	// which a node needs to DNAT service traffic on to its pods.
+	Forwarding bool
 }
 
 // PodPort is where every pod's HTTP server listens.
@@ -64,6 +69,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Lab, error) {
 	netw, err := CreateNetwork(ctx, cfg.Prefix, cfg.Index, cfg.Nodes)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Forwarding {
+		for _, nd := range netw.Nodes {
+			if _, err := run(ctx, "ip", "netns", "exec", nd.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
+				_ = netw.Destroy()
+				return nil, fmt.Errorf("turning on forwarding in %s: %w", nd.Name, err)
+			}
+		}
 	}
 	cfg.BindAddress = netw.HostAddr().String()
 	l, err := Start(ctx, cfg.Config)
@@ -102,7 +115,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Lab, error) {
 		}
 	}
 	for _, nd := range netw.Nodes {
-		if err := l.StartSpeaker(ctx, cfg.Speaker, nd.Name); err != nil {
+		if err := l.StartSpeaker(ctx, cfg.Speaker, nd.Name, cfg.SpeakerArgs...); err != nil {
 			return l, err
 		}
 	}
