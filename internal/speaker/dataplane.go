@@ -56,6 +56,12 @@ func newForwarder(cfg Config) (*forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("speaker: dataplane nftables on node %s: %w", cfg.NodeName, err)
 	}
+	return newForwarderWith(s, cfg), nil
+}
+
+// newForwarderWith returns a forwarder over any Syncer (a fake one in
+// tests) and registers its metrics.
+func newForwarderWith(s *nft.Syncer, cfg Config) *forwarder {
 	f := &forwarder{
 		syncer: s, node: cfg.NodeName, log: cfg.Logger,
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -73,7 +79,7 @@ func newForwarder(cfg Config) (*forwarder, error) {
 		}),
 	}
 	cfg.Registry.MustRegister(f.duration, f.last, f.rules)
-	return f, nil
+	return f
 }
 
 // forward programs the dataplane for this node's share of the election.
