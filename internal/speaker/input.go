@@ -24,6 +24,12 @@ type snapshot struct {
 	// speakers are the speaker Pods, which say how many speakers should
 	// exist.
 	speakers []corev1.Pod
+	// BGP configuration, and the Secrets in the speaker's namespace that
+	// hold BGPPeer passwords.
+	bgpPeers          []v1beta1.BGPPeer
+	bgpAdvertisements []v1beta1.BGPAdvertisement
+	communities       []v1beta1.Community
+	secrets           []corev1.Secret
 }
 
 // SpeakerLabels select the speaker Pods (the DaemonSet's pod template

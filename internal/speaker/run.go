@@ -123,6 +123,14 @@ func Run(ctx context.Context, cfg Config) error {
 			&v1beta1.L2Advertisement{}: {Namespaces: inNS},
 			&v1beta1.ServiceL2Status{}: {Namespaces: inNS},
 			&corev1.Pod{}:              {Namespaces: inNS, Label: labels.SelectorFromSet(SpeakerLabels)},
+			// BGP configuration and status, and the BGPPeer password
+			// Secrets: all in the speaker's namespace.
+			&v1beta1.BGPPeer{}:          {Namespaces: inNS},
+			&v1beta1.BGPAdvertisement{}: {Namespaces: inNS},
+			&v1beta1.Community{}:        {Namespaces: inNS},
+			&v1beta1.BGPSessionState{}:  {Namespaces: inNS},
+			&v1beta1.ServiceBGPStatus{}: {Namespaces: inNS},
+			&corev1.Secret{}:            {Namespaces: inNS},
 		}},
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: orNone(cfg.HealthAddr),
@@ -162,7 +170,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Every change to anything the election reads asks for a sync.
 	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
-		&corev1.Pod{}, &v1beta1.IPAddressPool{}, &v1beta1.L2Advertisement{}} {
+		&corev1.Pod{}, &v1beta1.IPAddressPool{}, &v1beta1.L2Advertisement{},
+		&v1beta1.BGPPeer{}, &v1beta1.BGPAdvertisement{}, &v1beta1.Community{}, &corev1.Secret{}} {
 		inf, err := mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("speaker: informer for %T: %w", obj, err)
@@ -261,6 +270,10 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 		pools v1beta1.IPAddressPoolList
 		ads   v1beta1.L2AdvertisementList
 		pods  corev1.PodList
+		peers v1beta1.BGPPeerList
+		bads  v1beta1.BGPAdvertisementList
+		comms v1beta1.CommunityList
+		secs  corev1.SecretList
 	)
 	ns := client.InNamespace(s.cfg.Namespace)
 	for _, l := range []struct {
@@ -269,6 +282,8 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 	}{
 		{&svcs, nil}, {&eps, nil}, {&nodes, nil}, {&pools, []client.ListOption{ns}},
 		{&ads, []client.ListOption{ns}}, {&pods, []client.ListOption{ns, client.MatchingLabels(SpeakerLabels)}},
+		{&peers, []client.ListOption{ns}}, {&bads, []client.ListOption{ns}}, {&comms, []client.ListOption{ns}},
+		{&secs, []client.ListOption{ns}},
 	} {
 		if err := s.client.List(ctx, l.list, l.opts...); err != nil {
 			return snap, fmt.Errorf("listing %T: %w", l.list, err)
@@ -276,6 +291,7 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 	}
 	snap.services, snap.slices, snap.nodes = svcs.Items, eps.Items, nodes.Items
 	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
+	snap.bgpPeers, snap.bgpAdvertisements, snap.communities, snap.secrets = peers.Items, bads.Items, comms.Items, secs.Items
 	return snap, nil
 }
 

@@ -53,6 +53,8 @@ type speaker struct {
 	synced       chan struct{}
 	// dataplane forwards what this node announces; nil for none.
 	dataplane *forwarder
+	// bgp holds the BGP sessions; made by the first sync (see bgp.go).
+	bgp *bgpState
 }
 
 // markDirty asks for a sync without blocking.
@@ -117,6 +119,9 @@ func (s *speaker) shutdown() error {
 	if err := s.announcer.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.closeBGP(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.members.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -157,6 +162,7 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.logChanges(mine, services)
 	s.announced = mine
 	s.forward(ctx, snap, mine)
+	s.syncBGP(ctx, snap) // needs no quorum: every eligible node advertises
 	s.reportProblems(res, alive, services)
 	if err := s.writeStatuses(ctx, res, mine, alive); err != nil {
 		return err
