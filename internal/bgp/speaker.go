@@ -176,9 +176,19 @@ func (s *Speaker) startSession(ctx context.Context, pc PeerConfig) (*session, er
 	}
 	// Routes from the router are never used: reject them on import so the
 	// RIB holds only our own paths (and nothing reaches the node's table:
-	// zebra is never enabled).
+	// zebra is never enabled). GoBGP runs our own paths through the same
+	// global import policy, so a bare default of reject would drop them
+	// too: accept local paths, reject the rest.
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "only-local", Statements: []*api.Statement{{
+		Name:       "local",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}}); err != nil {
+		return fail("import policy", err)
+	}
 	if err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_IMPORT, DefaultAction: api.RouteAction_REJECT,
+		Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: "only-local"}},
+		DefaultAction: api.RouteAction_REJECT,
 	}}); err != nil {
 		return fail("import policy", err)
 	}

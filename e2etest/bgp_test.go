@@ -1,0 +1,288 @@
+package e2etest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/e2etest/lab"
+)
+
+// bgpLab starts a cluster lab of its own with FRR in the router namespace
+// (AS 64500) and BGPPeers for it over IPv4 and IPv6 (nodes in AS 64501).
+func bgpLab(t *testing.T) (*lab.Lab, *lab.FRR) {
+	t.Helper()
+	needRoot(t)
+	for _, tool := range []string{"vtysh", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the BGP lab needs %s: run `make packages`", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	idx, err := lab.FreeIndex(ctx, 190)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "ironlb-e2e-bgp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.StartCluster(ctx, lab.ClusterConfig{
+		Config:     lab.Config{Dir: dir, Root: repoRoot(t)},
+		Prefix:     fmt.Sprintf("ilbg%d", idx),
+		Index:      idx,
+		Controller: controllerBinary(t),
+		Speaker:    speakerBinary(t),
+	})
+	if l != nil {
+		t.Cleanup(func() {
+			if err := l.Stop(); err != nil {
+				t.Errorf("stopping the BGP lab: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("starting the BGP lab: %v", err)
+	}
+	frr, err := l.StartFRR(ctx, 64500, 64501)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after the lab's Stop, so it runs first: what FRR and the
+	// speakers saw, while they still run.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx := context.Background()
+		out, _ := frr.Vtysh(ctx, "show bgp summary", "show bgp ipv4 unicast", "show bgp ipv6 unicast")
+		t.Logf("FRR:\n%s", out)
+		out, _ = l.Network.Exec(ctx, "router", "ip", "route")
+		t.Logf("router IPv4 routes:\n%s", out)
+		for _, n := range allNodes {
+			logTail(t, l.Process("speaker-"+n).Log, "bgp", "route", "level=WARN", "level=ERROR")
+		}
+	})
+	return l, frr
+}
+
+// frrSummary maps each FRR neighbor address to its state, both families.
+func frrSummary(ctx context.Context, f *lab.FRR) (map[string]string, error) {
+	out, err := f.Vtysh(ctx, "show bgp summary json")
+	if err != nil {
+		return nil, err
+	}
+	var sum map[string]struct {
+		Peers map[string]struct {
+			State string `json:"state"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal(out, &sum); err != nil {
+		return nil, fmt.Errorf("parsing bgp summary %q: %w", out, err)
+	}
+	states := map[string]string{}
+	for _, fam := range sum {
+		for addr, p := range fam.Peers {
+			states[addr] = p.State
+		}
+	}
+	return states, nil
+}
+
+// kernelNextHops are the router's kernel next hops for dst ("" family
+// flag picks by address), sorted; nil when there is no route.
+func kernelNextHops(ctx context.Context, l *lab.Lab, dst string) ([]string, error) {
+	args := []string{"ip", "-j", "route", "show", dst}
+	if strings.Contains(dst, ":") {
+		args = []string{"ip", "-6", "-j", "route", "show", dst}
+	}
+	out, err := l.Network.Exec(ctx, "router", args...)
+	if err != nil {
+		return nil, err
+	}
+	var routes []struct {
+		Dst      string `json:"dst"`
+		Gateway  string `json:"gateway"`
+		Protocol string `json:"protocol"`
+		NextHops []struct {
+			Gateway string `json:"gateway"`
+		} `json:"nexthops"`
+	}
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return nil, fmt.Errorf("parsing routes %q: %w", out, err)
+	}
+	var hops []string
+	for _, r := range routes {
+		if r.Gateway != "" {
+			hops = append(hops, r.Gateway)
+		}
+		for _, nh := range r.NextHops {
+			hops = append(hops, nh.Gateway)
+		}
+	}
+	slices.Sort(hops)
+	return hops, nil
+}
+
+func TestBGPWithFRR(t *testing.T) {
+	l, frr := bgpLab(t)
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &l2env{t: t, lab: l, c: c, ctx: context.Background(), ns: "t-bgp"}
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}})
+	e.create(&v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.IPAddressPoolSpec{Addresses: []string{"198.51.100.0/24", "2001:db8:100::/64"}}})
+	e.create(&v1beta1.Community{ObjectMeta: metav1.ObjectMeta{Name: "lab", Namespace: lab.Namespace},
+		Spec: v1beta1.CommunitySpec{Communities: []v1beta1.CommunityAlias{{Name: "lab-tag", Value: "65000:200"}}}})
+	e.create(&v1beta1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"bgp"},
+			Communities: []string{"65000:100", "lab-tag", "large:64501:1:2"}}})
+	for name, addr := range map[string]string{"router-v4": lab.RouterIPv4.String(), "router-v6": lab.RouterIPv6.String()} {
+		e.create(&v1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.Namespace},
+			Spec: v1beta1.BGPPeerSpec{MyASN: 64501, PeerASN: 64500, PeerAddress: addr,
+				ConnectTime: &metav1.Duration{Duration: 2 * time.Second}}})
+	}
+	var peers []string
+	for _, nd := range l.Network.Nodes {
+		peers = append(peers, nd.IPv4.String(), nd.IPv6.String())
+	}
+	e.eventually("all six sessions Established in FRR", 60*time.Second, func() error {
+		st, err := frrSummary(e.ctx, frr)
+		if err != nil {
+			return err
+		}
+		for _, p := range peers {
+			if st[p] != "Established" {
+				return fmt.Errorf("%s is %q (all: %v)", p, st[p], st)
+			}
+		}
+		return nil
+	})
+	e.eventually("BGPSessionState objects say Established", 20*time.Second, func() error {
+		var list v1beta1.BGPSessionStateList
+		if err := c.List(e.ctx, &list, client.InNamespace(lab.Namespace)); err != nil {
+			return err
+		}
+		if len(list.Items) != 6 {
+			return fmt.Errorf("%d BGPSessionState objects, want 6", len(list.Items))
+		}
+		for _, s := range list.Items {
+			if s.Status.State != "Established" || s.Status.EstablishedSince == nil {
+				return fmt.Errorf("node %s peer %s: %q", s.Status.Node, s.Status.Peer, s.Status.State)
+			}
+		}
+		return nil
+	})
+
+	v4 := e.service("web4", false, corev1.IPv4Protocol, allNodes...)[0]
+	v6 := e.service("web6", false, corev1.IPv6Protocol, allNodes...)[0]
+	nodes4 := []string{"192.168.100.11", "192.168.100.12", "192.168.100.13"}
+	nodes6 := []string{"fd00:100::11", "fd00:100::12", "fd00:100::13"}
+	waitHops := func(dst string, want []string, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		e.eventually(fmt.Sprintf("router's kernel route to %s via %v", dst, want), within, func() error {
+			got, err := kernelNextHops(e.ctx, l, dst)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("next hops %v", got)
+			}
+			return nil
+		})
+		return time.Since(start)
+	}
+	waitHops(v4, nodes4, 20*time.Second)
+	waitHops(v6, nodes6, 20*time.Second)
+
+	out, err := frr.Vtysh(e.ctx, "show bgp ipv4 unicast "+v4+"/32 json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var route struct {
+		Paths []struct {
+			Community struct {
+				String string `json:"string"`
+			} `json:"community"`
+			LargeCommunity struct {
+				String string `json:"string"`
+			} `json:"largeCommunity"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(out, &route); err != nil {
+		t.Fatalf("parsing %s: %v", out, err)
+	}
+	if len(route.Paths) != 3 {
+		t.Errorf("FRR has %d paths for %s, want 3: %s", len(route.Paths), v4, out)
+	}
+	for _, p := range route.Paths {
+		if p.Community.String != "65000:100 65000:200" || p.LargeCommunity.String != "64501:1:2" {
+			t.Errorf("path for %s carries communities %q and large %q, want \"65000:100 65000:200\" and \"64501:1:2\"",
+				v4, p.Community.String, p.LargeCommunity.String)
+		}
+	}
+	e.eventually("ServiceBGPStatus for web4 on every node", 10*time.Second, func() error {
+		var list v1beta1.ServiceBGPStatusList
+		if err := c.List(e.ctx, &list, client.InNamespace(lab.Namespace),
+			client.MatchingLabels{"ironlb.io/service-name": "web4", "ironlb.io/service-namespace": e.ns}); err != nil {
+			return err
+		}
+		if len(list.Items) != 3 {
+			return fmt.Errorf("%d objects, want 3", len(list.Items))
+		}
+		for _, s := range list.Items {
+			if !slices.Equal(s.Status.Peers, []string{"router-v4", "router-v6"}) {
+				return fmt.Errorf("node %s lists peers %v", s.Status.Node, s.Status.Peers)
+			}
+		}
+		return nil
+	})
+
+	// externalTrafficPolicy Local: only nodes with a ready endpoint.
+	local := e.service("local4", true, corev1.IPv4Protocol, "node2")[0]
+	waitHops(local, []string{"192.168.100.12"}, 20*time.Second)
+	e.endpoints("local4", "node1", "node3")
+	waitHops(local, []string{"192.168.100.11", "192.168.100.13"}, 10*time.Second)
+
+	// Deleting the Service withdraws its route.
+	if err := c.Delete(e.ctx, &corev1.Service{ObjectMeta: objMeta(e.ns, "web4")}); err != nil {
+		t.Fatal(err)
+	}
+	waitHops(v4, nil, 10*time.Second)
+
+	// SIGTERM: the speaker withdraws and closes its sessions before it
+	// exits, so its next hop goes at once, not at hold-time expiry.
+	p := l.Process("speaker-node3")
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	took := waitHops(v6, nodes6[:2], 3*time.Second)
+	t.Logf("SIGTERM to node3's next hop gone from the router: %s", took.Round(time.Millisecond))
+	logTail(t, p.Log, "bgp session", "route advertised", "route withdrawn", "speaker stopped")
+	e.eventually("FRR sees node3's sessions down", 10*time.Second, func() error {
+		st, err := frrSummary(e.ctx, frr)
+		if err != nil {
+			return err
+		}
+		if st["192.168.100.13"] == "Established" || st["fd00:100::13"] == "Established" {
+			return fmt.Errorf("node3 still Established: %v", st)
+		}
+		return nil
+	})
+}
