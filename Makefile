@@ -27,6 +27,8 @@ $(BIN)/podserver: e2etest/cmd/podserver/main.go
 # --- tools: Debian packages, controller-gen, kube-apiserver and etcd --------
 
 APT_PACKAGES := etcd-server iproute2 arping ndisc6 nftables tcpdump iputils-ping curl
+# Routers for the BGP lab: FRR (the tests), BIRD 2 and gobgpd (interop).
+APT_PACKAGES += frr bird2 gobgpd
 
 # Checked on every run (dpkg -s is quick), so a package added here reaches
 # machines that already ran make.
