@@ -52,10 +52,7 @@ func Compute(in Input) Result {
 	}
 	slices.Sort(res.Peers)
 
-	pools := map[string][]labels.Set{}
-	for _, p := range in.Pools {
-		pools[p.Name] = append(pools[p.Name], labels.Set(p.Labels))
-	}
+	pools := poolLabels(in.Pools)
 
 	type key struct {
 		peer   string
@@ -192,6 +189,31 @@ func matchesAny(sels []labels.Selector, s self) bool {
 		}
 	}
 	return false
+}
+
+func poolLabels(in []Pool) map[string][]labels.Set {
+	pools := map[string][]labels.Set{}
+	for _, p := range in {
+		pools[p.Name] = append(pools[p.Name], labels.Set(p.Labels))
+	}
+	return pools
+}
+
+// AdvertisedPools returns the names of the pools some advertisement
+// selects, whatever the nodes and peers: the layer-2 speaker uses it not to
+// call a pool unadvertised when BGP advertises it.
+func AdvertisedPools(in Input) map[string]bool {
+	pools := poolLabels(in.Pools)
+	out := map[string]bool{}
+	for name := range pools {
+		for _, ad := range in.Advertisements {
+			if selectsPool(ad, name, pools) {
+				out[name] = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // selectsPool: by name, by label, or every pool when neither is given. An

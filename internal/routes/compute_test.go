@@ -141,3 +141,25 @@ func TestParseCommunity(t *testing.T) {
 		}
 	}
 }
+
+func TestAdvertisedPools(t *testing.T) {
+	pools := []Pool{{Name: "a", Labels: map[string]string{"bgp": "yes"}}, {Name: "b"}, {Name: "c"}}
+	sel, err := labels.Parse("bgp=yes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		ads  []Advertisement
+		want map[string]bool
+	}{
+		{"none", nil, map[string]bool{}},
+		{"by name", []Advertisement{{Pools: []string{"b", "missing"}}}, map[string]bool{"b": true}},
+		{"by label", []Advertisement{{PoolSelectors: []labels.Selector{sel}}}, map[string]bool{"a": true}},
+		{"all when unrestricted", []Advertisement{{}}, map[string]bool{"a": true, "b": true, "c": true}},
+	} {
+		if got := AdvertisedPools(Input{Pools: pools, Advertisements: tt.ads}); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: AdvertisedPools = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

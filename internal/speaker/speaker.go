@@ -18,6 +18,7 @@ import (
 	"github.com/ironlb/ironlb/internal/election"
 	"github.com/ironlb/ironlb/internal/layer2"
 	"github.com/ironlb/ironlb/internal/members"
+	"github.com/ironlb/ironlb/internal/routes"
 )
 
 // Event reasons on Services, stable CamelCase.
@@ -162,8 +163,9 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.logChanges(mine, services)
 	s.announced = mine
 	s.forward(ctx, snap, mine)
-	s.syncBGP(ctx, snap) // needs no quorum: every eligible node advertises
-	s.reportProblems(res, alive, services)
+	bgpIn := routesInput(snap, s.cfg.NodeName)
+	s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
+	s.reportProblems(res, alive, services, routes.AdvertisedPools(bgpIn))
 	if err := s.writeStatuses(ctx, res, mine, alive); err != nil {
 		return err
 	}
@@ -321,7 +323,10 @@ func unwrapAll(err error) []error {
 // announced, once per new problem. Every speaker sees the same problems;
 // only the first alive node (by name) records Events, so 100 nodes do not
 // write 100 copies. Quorum loss is each node's own and logged by each.
-func (s *speaker) reportProblems(res election.Result, alive []string, services map[string]*corev1.Service) {
+//
+// A pool no L2Advertisement selects is only a problem when no
+// BGPAdvertisement selects it either (bgpPools).
+func (s *speaker) reportProblems(res election.Result, alive []string, services map[string]*corev1.Service, bgpPools map[string]bool) {
 	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
 	now := map[string]bool{}
 	quorum := true
@@ -331,6 +336,9 @@ func (s *speaker) reportProblems(res election.Result, alive []string, services m
 			if !s.quorumLost {
 				s.log.Warn("announcing stopped", "node", s.cfg.NodeName, "reason", string(p.Kind), "err", p.Message)
 			}
+			continue
+		}
+		if p.Kind == election.PoolNotAdvertised && bgpPools[p.Pool] {
 			continue
 		}
 		key := fmt.Sprintf("%s/%s/%s/%s", p.Kind, p.Service, addrString(p.IP), p.Reason)
