@@ -26,8 +26,8 @@ func main() {
 	var (
 		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means in-cluster")
 		o          controller.Options
-		qps        = flag.Float64("kube-api-qps", 500, "queries per second to the API server")
-		burst      = flag.Int("kube-api-burst", 1000, "burst of queries to the API server")
+		qps        = flag.Float64("kube-api-qps", 2000, "queries per second to the API server")
+		burst      = flag.Int("kube-api-burst", 4000, "burst of queries to the API server")
 		level      = flag.String("log-level", "info", "debug, info, warn or error")
 	)
 	flag.StringVar(&o.Namespace, "namespace", "ironlb-system", "namespace of the IPAddressPools and the leader Lease")
@@ -37,7 +37,7 @@ func main() {
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 0, "how long a dead leader blocks the others (default 15s)")
 	flag.StringVar(&o.MetricsAddr, "metrics-addr", ":7472", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz; 0 disables")
-	flag.IntVar(&o.Workers, "workers", 8, "Services reconciled at once")
+	flag.IntVar(&o.Workers, "workers", 32, "Services reconciled at once (the allocator is serialised; workers overlap API writes)")
 	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
 
 	var lvl slog.Level

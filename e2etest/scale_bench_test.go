@@ -159,6 +159,8 @@ func runScale(b *testing.B, bin string, n int) scaleResult {
 		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", ports[0]),
 		fmt.Sprintf("--health-addr=127.0.0.1:%d", ports[1]),
 	}
+	// IRONLB_CONTROLLER_ARGS adds flags, to compare settings (--workers=32).
+	args = append(args, strings.Fields(os.Getenv("IRONLB_CONTROLLER_ARGS"))...)
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])
 
 	b.StartTimer()

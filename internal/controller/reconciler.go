@@ -135,7 +135,8 @@ func (r *Reconciler) prepare(ctx context.Context) error {
 		return nil
 	}
 	var list corev1.ServiceList
-	if err := r.client.List(ctx, &list); err != nil {
+	// Read only: no need to copy 10,000 Services out of the cache.
+	if err := r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing services to restore allocations: %w", err)
 	}
 	svcs := list.Items

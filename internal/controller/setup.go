@@ -64,7 +64,8 @@ func (r *Reconciler) servicesIn(ctx context.Context, ns client.Object) []reconci
 
 func (r *Reconciler) servicesMatching(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
 	var list corev1.ServiceList
-	if err := r.client.List(ctx, &list, opts...); err != nil {
+	// Read only: keys are all we take from the cache's objects.
+	if err := r.client.List(ctx, &list, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 		r.log.Error("listing services to requeue", "err", err)
 		return nil
 	}
