@@ -97,6 +97,10 @@ func up(ctx context.Context, dir string) error {
 			Controller: binary("IRONLB_CONTROLLER", "controller"),
 			Speaker:    binary("IRONLB_SPEAKER", "speaker"),
 			PodServer:  binary("IRONLB_PODSERVER", "podserver"),
+			// The speakers forward to their node's pods, so a curl from the
+			// client reaches a pod through the address.
+			SpeakerArgs: []string{"--dataplane=nftables"},
+			Forwarding:  true,
 		},
 		Examples: examples,
 	})
@@ -214,6 +218,13 @@ func show(ctx context.Context, l *lab.Lab) error {
 	}
 	fmt.Printf("=> %s is answered by %s (eth0 MAC %s)\n\n", v6, owner[v6].Name, owner[v6].MAC)
 
+	client := netw.NS("client")
+	curl := fmt.Sprintf("curl -sS --max-time 5 http://%s/", v4)
+	if err := run(ctx, "ip netns exec "+client+" "+curl, append([]string{"ip", "netns", "exec", client}, strings.Fields(curl)...)...); err != nil {
+		return err
+	}
+	fmt.Printf("=> a pod behind %s answered, and saw the client's own address %s\n\n", owner[v4].Name, lab.ClientIPv4)
+
 	fmt.Println("Nodes (namespace, LAN addresses, eth0 MAC, speaker PID):")
 	for _, nd := range netw.Nodes {
 		pid := "not running"
@@ -247,8 +258,10 @@ func show(ctx context.Context, l *lab.Lab) error {
 demo/web's endpoints are the pods pod1 (behind node1, 10.244.1.2:8080) and
 pod2 (behind node2, 10.244.2.2:8080): network namespaces running an HTTP
 server. No kubelet runs, so its EndpointSlice is written by hand
-(e2etest/testdata/demo/20-service.yaml). The pods are not reachable
-through the address yet: forwarding is the dataplane's job, still to come.
+(e2etest/testdata/demo/20-service.yaml). It has externalTrafficPolicy
+Local, so only node1 and node2 announce it, and the speakers run with
+--dataplane=nftables: the announcing node DNATs to its own pod (see
+ip netns exec <node ns> nft list table inet ironlb).
 
 The lab runs in the background (state in %[1]s). Explore it, as root:
   export KUBECONFIG=%[2]s
@@ -256,6 +269,7 @@ The lab runs in the background (state in %[1]s). Explore it, as root:
   kubectl get events -n demo
   ip netns exec %[3]s %[4]s
   ip netns exec %[3]s %[5]s
+  ip netns exec %[11]s %[12]s
   grep '"service announced"' %[1]s/speaker-*.log
   controller log: %[6]s   metrics: %[7]s
   speaker logs:   %[1]s/speaker-node{1,2,3}.log
@@ -270,7 +284,7 @@ make demo again starts stopped speakers.
 Stop it all:
   make demo-down
 `, l.Dir, kc, router, arping, ndisc, logOf("controller"), l.Extra[lab.ExtraMetricsURL],
-		owner[v4].Name, v4, failPID)
+		owner[v4].Name, v4, failPID, client, curl)
 	return nil
 }
 
