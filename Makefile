@@ -9,7 +9,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_GEN_VERSION := v0.23.0
 export KUBEBUILDER_ASSETS := $(K8S)
 
-.PHONY: soak-l2 packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 demo demo-down tools clean
+.PHONY: soak-l2 packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 bench-dataplane demo demo-down tools clean
 
 all: build
 
@@ -90,6 +90,14 @@ bench-controller: tools build
 # max over IRONLB_BENCH_L2_RUNS runs (default 10). Needs root.
 bench-l2: tools build
 	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2(GracefulFailover|CrashFailover|ServiceCreate|SpeakerResources)$$' -benchtime=1x -timeout 30m ./e2etest/
+
+# nftables dataplane (issue 6) against the real kernel, in a fresh network
+# namespace: full sync at 1,000 and 10,000 services x 10 endpoints with the
+# table absent and present, one endpoint change at 10,000 services; prints
+# s/sync, nft vs Go CPU, rule/chain/element counts and RSS. Needs root and nft
+# (fails otherwise).
+bench-dataplane:
+	IRONLB_BENCH_DATAPLANE=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -timeout 20m ./internal/dataplane/nft/
 
 # Ten minutes of the three-node lab with every CPU busy: counts spurious
 # failovers (must be 0).

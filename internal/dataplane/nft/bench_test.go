@@ -1,0 +1,347 @@
+package nft
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/internal/forwarding"
+)
+
+// requireKernel, set by `make bench-dataplane`, turns a missing root, nft
+// or unshare into a failure instead of skipped benchmarks.
+const requireKernel = "IRONLB_BENCH_DATAPLANE"
+
+// TestMain runs the benchmarks, when asked for, in a copy of the test
+// binary inside a fresh network namespace (as TestKernel does for itself),
+// so the host's ruleset is never touched. Tests alone run as usual.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	bench := flag.Lookup("test.bench")
+	if os.Getenv(inNetns) != "" || bench == nil || bench.Value.String() == "" {
+		os.Exit(m.Run())
+	}
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root for a network namespace"
+	}
+	for _, tool := range []string{"nft", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil && why == "" {
+			why = "needs " + tool
+		}
+	}
+	if why != "" {
+		if os.Getenv(requireKernel) != "" {
+			fmt.Fprintf(os.Stderr, "nftables benchmarks: %s\n", why)
+			os.Exit(1)
+		}
+		// The benchmarks skip themselves (inNetns is unset).
+		os.Exit(m.Run())
+	}
+	cmd := exec.Command("unshare", append([]string{"--net", os.Args[0]}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), inNetns+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() > 0 {
+			os.Exit(cmd.ProcessState.ExitCode())
+		}
+		fmt.Fprintf(os.Stderr, "running the benchmarks in a new network namespace: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// benchRules is n LoadBalancer services of one TCP port each, eps ready
+// node-local endpoints apiece: VIPs from 198.18.0.0/15 (benchmarking
+// range), endpoints from 10.0.0.0/8, all distinct.
+func benchRules(n, eps int) []forwarding.Rule {
+	rules := make([]forwarding.Rule, n)
+	for i := range n {
+		r := forwarding.Rule{Key: forwarding.Key{
+			VIP:      netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}),
+			Protocol: forwarding.TCP, Port: 80,
+		}}
+		for j := range eps {
+			k := i*eps + j
+			r.Endpoints = append(r.Endpoints, netip.AddrPortFrom(
+				netip.AddrFrom4([4]byte{10, byte(k >> 16), byte(k >> 8), byte(k)}), 8080))
+		}
+		rules[i] = r
+	}
+	return rules
+}
+
+func benchSetup(b *testing.B) {
+	b.Helper()
+	if os.Getenv(inNetns) == "" {
+		b.Skip("needs root, nft and unshare (run with make bench-dataplane)")
+	}
+}
+
+func nftCmd(b *testing.B, args ...string) {
+	b.Helper()
+	if out, err := exec.Command("nft", args...).CombinedOutput(); err != nil {
+		b.Fatalf("nft %v: %v: %s", args, err, out)
+	}
+}
+
+func deleteTable(b *testing.B) {
+	b.Helper()
+	nftCmd(b, "add", "table", "inet", Table)
+	nftCmd(b, "delete", "table", "inet", Table)
+}
+
+func newSyncer(b *testing.B) *Syncer {
+	b.Helper()
+	s, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func mustSync(b *testing.B, s *Syncer, rules []forwarding.Rule, full bool, want Kind) Result {
+	b.Helper()
+	res, err := s.Sync(context.Background(), rules, full)
+	if err != nil {
+		b.Fatalf("Sync: %v", err)
+	}
+	if res.Kind != want {
+		b.Fatalf("Sync did a %s sync (%s), want %s", res.Kind, res.Reason, want)
+	}
+	return res
+}
+
+// children is the CPU time and peak RSS of this process's waited-for
+// children: the nft processes knftables runs.
+func children() (cpu time.Duration, maxRSSKiB int64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss
+}
+
+func childrenSplit() (user, sys time.Duration) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// selfCPU is this process's own CPU time (the Go side: diffing, rendering
+// the transaction, waiting on pipes).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// statusKiB reads a field such as VmRSS or VmHWM from /proc/self/status.
+func statusKiB(b *testing.B, field string) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatalf("%s: %v", line, err)
+			}
+			return v
+		}
+	}
+	b.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+// counts reads the table back once, outside the timer, and reports its
+// size the way the issue's kube-proxy figures count: rules, chains, named
+// map elements, and the entries of the per-service anonymous numgen maps.
+func counts(b *testing.B, nServices, eps int) {
+	b.Helper()
+	start := time.Now()
+	out, err := exec.Command("nft", "-j", "list", "table", "inet", Table).Output()
+	if err != nil {
+		b.Fatalf("nft -j list table inet %s: %v", Table, err)
+	}
+	listTook := time.Since(start)
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		b.Fatalf("parsing nft -j output: %v", err)
+	}
+	var rules, chains, elems int
+	for _, obj := range doc.Nftables {
+		if _, ok := obj["chain"]; ok {
+			chains++
+		}
+		if _, ok := obj["rule"]; ok {
+			rules++
+		}
+		if raw, ok := obj["map"]; ok {
+			var m struct{ Elem []json.RawMessage }
+			_ = json.Unmarshal(raw, &m)
+			elems += len(m.Elem)
+		}
+	}
+	if want := nServices + 3; chains != want {
+		b.Errorf("%d chains in the kernel, want %d", chains, want)
+	}
+	if want := nServices + 4; rules != want {
+		b.Errorf("%d rules in the kernel, want %d", rules, want)
+	}
+	if elems != nServices {
+		b.Errorf("%d map elements in the kernel, want %d", elems, nServices)
+	}
+	b.ReportMetric(float64(rules), "rules")
+	b.ReportMetric(float64(chains), "chains")
+	b.ReportMetric(float64(elems), "map-elements")
+	b.ReportMetric(float64(nServices*eps), "numgen-entries")
+	b.ReportMetric(listTook.Seconds(), "nft-list-s(untimed)")
+}
+
+// syncFigures times each sync and reports, per sync: wall seconds, the nft
+// children's CPU (user = nft's parsing and evaluation, sys = mostly the
+// kernel's netlink transaction), our own CPU, the transaction's size, and
+// nft's peak RSS.
+type syncFigures struct {
+	n                     int
+	wall, self, user, sys time.Duration
+	ops                   int
+	s0, u0, y0            time.Duration
+	t0                    time.Time
+}
+
+func (f *syncFigures) start(b *testing.B) {
+	f.s0 = selfCPU()
+	f.u0, f.y0 = childrenSplit()
+	f.t0 = time.Now()
+	b.StartTimer()
+}
+
+func (f *syncFigures) stop(b *testing.B, res Result) {
+	b.StopTimer()
+	f.wall += time.Since(f.t0)
+	u, y := childrenSplit()
+	f.user += u - f.u0
+	f.sys += y - f.y0
+	f.self += selfCPU() - f.s0
+	f.ops += res.Operations
+	f.n++
+}
+
+func (f *syncFigures) report(b *testing.B) {
+	n := float64(f.n)
+	b.ReportMetric(f.wall.Seconds()/n, "s/sync")
+	b.ReportMetric(f.user.Seconds()/n, "nft-user-s/sync")
+	b.ReportMetric(f.sys.Seconds()/n, "nft-sys-s/sync")
+	b.ReportMetric(f.self.Seconds()/n, "go-cpu-s/sync")
+	b.ReportMetric(float64(f.ops)/n, "ops/sync")
+	_, maxRSS := children()
+	b.ReportMetric(float64(maxRSS)/1024, "nft-peak-RSS-MiB")
+}
+
+// buildCost is how long our side alone takes to compute a full
+// transaction and render it to nft's input (no nft, no kernel).
+func buildCost(s *Syncer, rules []forwarding.Rule) (bytes int, took time.Duration) {
+	start := time.Now()
+	want := make(map[forwarding.Key]string, len(rules))
+	for _, r := range rules {
+		want[r.Key] = dnatRule(r)
+	}
+	tx := s.nft.NewTransaction()
+	s.full(tx, want)
+	text := tx.String()
+	return len(text), time.Since(start)
+}
+
+func reportMemory(b *testing.B) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(statusKiB(b, "VmRSS")/1024, "RSS-MiB")
+	b.ReportMetric(statusKiB(b, "VmHWM")/1024, "peak-RSS-MiB")
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+}
+
+// BenchmarkFullSync is the speaker's first sync after a restart, with 10
+// endpoints per service: "absent" with table inet ironlb deleted, "present"
+// with the same table already in the kernel (the speaker's new Syncer
+// replaces it in one transaction). The Syncer is created outside the timer.
+func BenchmarkFullSync(b *testing.B) {
+	const eps = 10
+	for _, n := range []int{1000, 10000} {
+		rules := benchRules(n, eps)
+		for _, table := range []string{"absent", "present"} {
+			b.Run(fmt.Sprintf("services=%d/table=%s", n, table), func(b *testing.B) {
+				benchSetup(b)
+				b.StopTimer()
+				deleteTable(b)
+				if table == "present" {
+					mustSync(b, newSyncer(b), rules, false, Full)
+				}
+				var f syncFigures
+				for range b.N {
+					s := newSyncer(b)
+					if table == "absent" {
+						deleteTable(b)
+					}
+					runtime.GC()
+					f.start(b)
+					res := mustSync(b, s, rules, false, Full)
+					f.stop(b, res)
+				}
+				f.report(b)
+				bytes, took := buildCost(newSyncer(b), rules)
+				b.ReportMetric(float64(bytes)/1e6, "tx-MB")
+				b.ReportMetric(took.Seconds(), "go-build-tx-s")
+				reportMemory(b)
+				counts(b, n, eps)
+				deleteTable(b)
+			})
+		}
+	}
+}
+
+// BenchmarkEndpointChange is one endpoint of one service replaced, with
+// 10,000 services of 10 endpoints in place: a partial sync, which also
+// checks that the table is intact (two small listings).
+func BenchmarkEndpointChange(b *testing.B) {
+	const n, eps = 10000, 10
+	b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+		benchSetup(b)
+		b.StopTimer()
+		deleteTable(b)
+		rules := benchRules(n, eps)
+		s := newSyncer(b)
+		mustSync(b, s, rules, false, Full)
+		var f syncFigures
+		for i := range b.N {
+			// Service i%n's first endpoint moves to an address
+			// no other endpoint has.
+			r := &rules[(i*7919)%n]
+			eps := append([]netip.AddrPort(nil), r.Endpoints...)
+			eps[0] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 200 + byte(i>>16), byte(i >> 8), byte(i)}), 8080)
+			r.Endpoints = eps
+			runtime.GC()
+			f.start(b)
+			res := mustSync(b, s, rules, false, Partial)
+			f.stop(b, res)
+		}
+		f.report(b)
+		reportMemory(b)
+		counts(b, n, eps)
+		deleteTable(b)
+	})
+}
