@@ -30,11 +30,20 @@ type FRR struct {
 // against speakers that only dial out, and without `no bgp default
 // ipv4-unicast` the IPv6 sessions would carry IPv4 too.
 func FRRConfig(netw *Network, asn, nodeASN uint32) string {
+	return frrConfig(netw, asn, nodeASN, "")
+}
+
+// frrConfig is FRRConfig with a TCP MD5 password on both peer groups
+// ("" for none).
+func frrConfig(netw *Network, asn, nodeASN uint32, password string) string {
 	var b strings.Builder
 	b.WriteString("frr defaults traditional\n")
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n", asn, RouterIPv4)
 	for _, g := range []string{"NODES4", "NODES6"} {
 		fmt.Fprintf(&b, " neighbor %s peer-group\n neighbor %s remote-as %d\n neighbor %s timers connect 5\n", g, g, nodeASN, g)
+		if password != "" {
+			fmt.Fprintf(&b, " neighbor %s password %s\n", g, password)
+		}
 	}
 	for _, nd := range netw.Nodes {
 		fmt.Fprintf(&b, " neighbor %s peer-group NODES4\n neighbor %s peer-group NODES6\n", nd.IPv4, nd.IPv6)
@@ -47,6 +56,12 @@ func FRRConfig(netw *Network, asn, nodeASN uint32) string {
 // StartFRR starts zebra and bgpd in the router namespace, as lab
 // processes (so Down stops them), and waits until vtysh answers.
 func (l *Lab) StartFRR(ctx context.Context, asn, nodeASN uint32) (*FRR, error) {
+	return l.StartFRRWithPassword(ctx, asn, nodeASN, "")
+}
+
+// StartFRRWithPassword is StartFRR with `neighbor GROUP password` (TCP
+// MD5) for every node, "" for none.
+func (l *Lab) StartFRRWithPassword(ctx context.Context, asn, nodeASN uint32, password string) (*FRR, error) {
 	if l.Network == nil {
 		return nil, fmt.Errorf("starting FRR: the lab has no network")
 	}
@@ -59,7 +74,7 @@ func (l *Lab) StartFRR(ctx context.Context, asn, nodeASN uint32) (*FRR, error) {
 		return nil, fmt.Errorf("opening lab directory to FRR: %w", err)
 	}
 	conf := filepath.Join(f.Dir, "frr.conf")
-	if err := os.WriteFile(conf, []byte(FRRConfig(l.Network, asn, nodeASN)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(frrConfig(l.Network, asn, nodeASN, password)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", conf, err)
 	}
 	u, err := user.Lookup("frr")
