@@ -79,7 +79,7 @@ func TestDataplaneNFTables(t *testing.T) {
 		return nil
 	})
 	if out, err := l.Network.Exec(ctx, "node1", "nft", "list", "table", "inet", "ironlb"); err != nil ||
-		!strings.Contains(string(out), "svc4-"+vip+"-tcp-80") || !strings.Contains(string(out), "numgen random mod 2") {
+		!strings.Contains(string(out), vip+" . tcp . 80 : goto eps4-tcp-2") || !strings.Contains(string(out), "numgen random mod 2") {
 		t.Errorf("node1's table has no two-way chain for %s: %v\n%s", vip, err, out)
 	}
 	for _, n := range []string{"node2", "node3"} {
@@ -131,7 +131,7 @@ func TestDataplaneNFTables(t *testing.T) {
 		start := time.Now()
 		e.eventually("table repaired after "+strings.Join(breakIt, " "), 15*time.Second, func() error {
 			out, err := l.Network.Exec(ctx, "node1", "nft", "list", "table", "inet", "ironlb")
-			if err != nil || !strings.Contains(string(out), "dnat ip to "+pod1.ip.String()+":8080") {
+			if err != nil || !strings.Contains(string(out), " : "+pod1.ip.String()+" . 8080") {
 				return fmt.Errorf("no DNAT to pod1 yet: %v", err)
 			}
 			_, err = curl(e, vip)

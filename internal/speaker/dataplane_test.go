@@ -52,7 +52,7 @@ func TestForwarderOnlyAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	dump := fake.Dump()
-	if !strings.Contains(dump, "svc4-192.0.2.1-tcp-80") || !strings.Contains(dump, "svc4-192.0.2.2-tcp-80") {
+	if !strings.Contains(dump, "192.0.2.1 . tcp . 80 : goto eps4-tcp-1") || !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Fatalf("both won addresses should be forwarded:\n%s", dump)
 	}
 	if err := f.apply(ctx, snap, won("192.0.2.1")); err != nil {

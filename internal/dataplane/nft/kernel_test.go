@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -130,15 +131,21 @@ func list(t *testing.T) listed {
 	return l
 }
 
-// check reads the table back: the fixed chains with their rules, one chain
-// per rule whose DNAT names every endpoint, one map element per rule that
-// jumps to it, and nothing else.
+// check reads the table back: the fixed chains with their rules, one
+// endpoint chain per family, protocol and endpoint count in use, each with
+// one DNAT through its backends map, one verdict map element per rule that
+// jumps to its endpoint chain, one backends element per endpoint, and
+// nothing else.
 func check(t *testing.T, rules []forwarding.Rule) {
 	t.Helper()
 	l := list(t)
 	want := []string{"output", "prerouting", "services"}
+	need := map[string]forwarding.Rule{}
 	for _, r := range rules {
-		want = append(want, chainName(r.Key))
+		need[epsOf(r.Key, len(r.Endpoints)).name()] = r
+	}
+	for c := range need {
+		want = append(want, c)
 	}
 	got := slices.Clone(l.chains)
 	slices.Sort(got)
@@ -149,21 +156,26 @@ func check(t *testing.T, rules []forwarding.Rule) {
 	if len(l.rules["prerouting"]) != 1 || len(l.rules["output"]) != 1 || len(l.rules["services"]) != 2 {
 		t.Errorf("fixed chains hold %d, %d, %d rules", len(l.rules["prerouting"]), len(l.rules["output"]), len(l.rules["services"]))
 	}
+	for c, r := range need {
+		rs := l.rules[c]
+		m := backends(r.VIP.Is6(), r.Protocol)
+		if len(rs) != 1 || !strings.Contains(rs[0], `"dnat"`) || !strings.Contains(rs[0], `"@`+m+`"`) ||
+			!strings.Contains(rs[0], `"mod": `+strconv.Itoa(len(r.Endpoints))) {
+			t.Errorf("chain %s: rules %v, want one dnat through @%s", c, rs, m)
+		}
+	}
 	if n := len(l.elements[mapV4]) + len(l.elements[mapV6]); n != len(rules) {
-		t.Errorf("%d map elements for %d rules: %v", n, len(rules), l.elements)
+		t.Errorf("%d verdict map elements for %d rules: %v", n, len(rules), l.elements)
+	}
+	nBackends, nEndpoints := 0, 0
+	for _, v6 := range []bool{false, true} {
+		for _, p := range protocols {
+			nBackends += len(l.elements[backends(v6, p)])
+		}
 	}
 	for _, r := range rules {
-		chain := chainName(r.Key)
-		rs := l.rules[chain]
-		if len(rs) != 1 || !strings.Contains(rs[0], `"dnat"`) {
-			t.Errorf("chain %s: rules %v, want one dnat", chain, rs)
-			continue
-		}
-		for _, ep := range r.Endpoints {
-			if !strings.Contains(rs[0], `"`+ep.Addr().String()+`"`) || !strings.Contains(rs[0], strconv.Itoa(int(ep.Port()))) {
-				t.Errorf("chain %s does not send to %s: %s", chain, ep, rs[0])
-			}
-		}
+		nEndpoints += len(r.Endpoints)
+		chain := epsOf(r.Key, len(r.Endpoints)).name()
 		m := mapV4
 		if r.VIP.Is6() {
 			m = mapV6
@@ -178,6 +190,16 @@ func check(t *testing.T, rules []forwarding.Rule) {
 		if !found {
 			t.Errorf("no element of %s jumps to %s: %v", m, chain, l.elements[m])
 		}
+		bm := backends(r.VIP.Is6(), r.Protocol)
+		for i, ep := range r.Endpoints {
+			want := fmt.Sprintf(`[{"concat": ["%s", %d, %d]}, {"concat": ["%s", %d]}]`, r.VIP, r.Port, i, ep.Addr(), ep.Port())
+			if !slices.Contains(l.elements[bm], want) {
+				t.Errorf("%s lacks %s: %v", bm, want, l.elements[bm])
+			}
+		}
+	}
+	if nBackends != nEndpoints {
+		t.Errorf("%d backends elements for %d endpoints", nBackends, nEndpoints)
 	}
 }
 
