@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -37,8 +38,17 @@ func main() {
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 0, "how long a dead leader blocks the others (default 15s)")
 	flag.StringVar(&o.MetricsAddr, "metrics-addr", ":7472", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz; 0 disables")
+	ipMode := flag.String("ip-mode", "VIP", "status.loadBalancer.ingress[].ipMode: Proxy when the speakers run with --dataplane=nftables, VIP otherwise")
 	flag.IntVar(&o.Workers, "workers", 32, "Services reconciled at once (the allocator is serialised; workers overlap API writes)")
 	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
+
+	switch m := corev1.LoadBalancerIPMode(*ipMode); m {
+	case corev1.LoadBalancerIPModeVIP, corev1.LoadBalancerIPModeProxy:
+		o.IPMode = m
+	default:
+		fmt.Fprintf(os.Stderr, "--ip-mode: %q is neither VIP nor Proxy\n", *ipMode)
+		os.Exit(2)
+	}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {

@@ -64,6 +64,15 @@ func TestDataplaneNFTables(t *testing.T) {
 	// eTP Local with two ready endpoints, both behind node1: node1 owns
 	// the VIP and spreads over both.
 	vip := e.service("web", true, corev1.IPv4Protocol)[0]
+	// The controller says the speakers carry the traffic, so kube-proxy
+	// keeps out of it.
+	var st corev1.Service
+	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: "web"}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if m := st.Status.LoadBalancer.Ingress[0].IPMode; m == nil || *m != corev1.LoadBalancerIPModeProxy {
+		t.Errorf("ipMode = %v, want Proxy", m)
+	}
 	dpEndpoints(e, "web", pod1, pod1b)
 	if owner := e.waitOwner("web", ""); owner != "node1" {
 		t.Fatalf("web is announced by %s, want node1 (its only endpoints are there)", owner)
@@ -183,14 +192,15 @@ func dataplaneLab(t *testing.T) (*lab.Lab, dpPod) {
 	}
 	podServer := podServerBinary(t)
 	l, err := lab.StartCluster(ctx, lab.ClusterConfig{
-		Config:      lab.Config{Dir: dir, Root: repoRoot(t)},
-		Prefix:      fmt.Sprintf("ilbd%d", idx),
-		Index:       idx,
-		Controller:  controllerBinary(t),
-		Speaker:     speakerBinary(t),
-		PodServer:   podServer,
-		SpeakerArgs: []string{"--dataplane=nftables"},
-		Forwarding:  true,
+		Config:         lab.Config{Dir: dir, Root: repoRoot(t)},
+		Prefix:         fmt.Sprintf("ilbd%d", idx),
+		Index:          idx,
+		Controller:     controllerBinary(t),
+		Speaker:        speakerBinary(t),
+		PodServer:      podServer,
+		SpeakerArgs:    []string{"--dataplane=nftables"},
+		ControllerArgs: []string{"--ip-mode=Proxy"},
+		Forwarding:     true,
 	})
 	pod1b := dpPod{name: "pod1b", node: "node1", ip: netip.MustParseAddr("10.244.11.2")}
 	ns := fmt.Sprintf("ilbd%d-pod1b", idx)

@@ -28,8 +28,9 @@ type ClusterConfig struct {
 	// Controller, Speaker and PodServer are the binaries; PodServer
 	// (e2etest/cmd/podserver) serves HTTP in every pod namespace.
 	Controller, Speaker, PodServer string
-	// SpeakerArgs are extra flags for every speaker (--dataplane=nftables).
-	SpeakerArgs []string
+	// SpeakerArgs are extra flags for every speaker (--dataplane=nftables),
+	// ControllerArgs for the controller (--ip-mode=Proxy to match).
+	SpeakerArgs, ControllerArgs []string
 	// Forwarding turns on IPv4 and IPv6 forwarding in the node namespaces,
 	// which a node needs to DNAT service traffic on to its pods.
 	Forwarding bool
@@ -102,7 +103,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Lab, error) {
 	if err != nil {
 		return l, err
 	}
-	if err := l.StartController(ctx, cfg.Controller, fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])); err != nil {
+	if err := l.StartController(ctx, cfg.Controller, fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1]), cfg.ControllerArgs...); err != nil {
 		return l, err
 	}
 	for _, pod := range netw.Pods {

@@ -324,3 +324,18 @@ func TestAllocatedAddressesAreInPool(t *testing.T) {
 		seen[ip] = true
 	}
 }
+
+// TestIPModeProxy: when the speakers forward the traffic themselves, the
+// status says Proxy, so kube-proxy leaves the address alone.
+func TestIPModeProxy(t *testing.T) {
+	e := newEnv(t)
+	e.pool("lan", v1beta1.IPAddressPoolSpec{Addresses: []string{"10.200.0.0/24"}})
+	o := e.controllerOptions()
+	o.IPMode = corev1.LoadBalancerIPModeProxy
+	e.startController(o)
+	e.service("web")
+	s := e.waitIPs("web", "10.200.0.0")
+	if m := s.Status.LoadBalancer.Ingress[0].IPMode; m == nil || *m != corev1.LoadBalancerIPModeProxy {
+		t.Errorf("ipMode = %v, want Proxy", m)
+	}
+}

@@ -34,6 +34,11 @@ type Config struct {
 	// Workers is how many Services are reconciled at once. The allocator
 	// is serialised; workers overlap the API writes.
 	Workers int
+	// IPMode is written in status.loadBalancer.ingress[].ipMode: Proxy when
+	// the speakers forward the traffic themselves (--dataplane=nftables),
+	// so that kube-proxy does not capture it too; VIP (the default)
+	// otherwise.
+	IPMode corev1.LoadBalancerIPMode
 }
 
 // Reconciler keeps every LoadBalancer Service's addresses in step with the
@@ -292,7 +297,7 @@ func (r *Reconciler) announce(svc *corev1.Service, prev, status []netip.Addr, re
 // server keeps metadata changes made there, which halves the writes per
 // Service. TestStatusWriteKeepsAnnotation guards that behaviour.
 func (r *Reconciler) writeStatus(ctx context.Context, svc *corev1.Service, res allocator.Result) error {
-	want := ingress(res.IPs)
+	want := ingress(res.IPs, r.cfg.IPMode)
 	if len(res.IPs) == 0 {
 		want = nil
 	}

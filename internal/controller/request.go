@@ -116,14 +116,16 @@ func ingressIPs(svc *corev1.Service) []netip.Addr {
 	return ips
 }
 
-// ingress is the status the controller writes for ips. The mode is written
-// explicitly: the API server defaults it to VIP, and leaving it out would
-// make every comparison with the stored status differ.
-func ingress(ips []netip.Addr) []corev1.LoadBalancerIngress {
-	vip := corev1.LoadBalancerIPModeVIP
+// ingress is the status the controller writes for ips. The mode is always
+// written: the API server defaults it to VIP, and leaving it out would make
+// every comparison with the stored status differ.
+func ingress(ips []netip.Addr, mode corev1.LoadBalancerIPMode) []corev1.LoadBalancerIngress {
+	if mode == "" {
+		mode = corev1.LoadBalancerIPModeVIP
+	}
 	out := make([]corev1.LoadBalancerIngress, 0, len(ips))
 	for _, ip := range ips {
-		out = append(out, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip})
+		out = append(out, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &mode})
 	}
 	return out
 }

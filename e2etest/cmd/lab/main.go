@@ -99,8 +99,9 @@ func up(ctx context.Context, dir string) error {
 			PodServer:  binary("IRONLB_PODSERVER", "podserver"),
 			// The speakers forward to their node's pods, so a curl from the
 			// client reaches a pod through the address.
-			SpeakerArgs: []string{"--dataplane=nftables"},
-			Forwarding:  true,
+			SpeakerArgs:    []string{"--dataplane=nftables"},
+			ControllerArgs: []string{"--ip-mode=Proxy"},
+			Forwarding:     true,
 		},
 		Examples: examples,
 	})
