@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,33 +25,7 @@ import (
 func interopLab(t *testing.T, from int) *l2env {
 	t.Helper()
 	needRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	idx, err := lab.FreeIndex(ctx, from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "ironlb-e2e-bgpi-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.StartCluster(ctx, lab.ClusterConfig{
-		Config:     lab.Config{Dir: dir, Root: repoRoot(t)},
-		Prefix:     fmt.Sprintf("ilbi%d", idx),
-		Index:      idx,
-		Controller: controllerBinary(t),
-		Speaker:    speakerBinary(t),
-	})
-	if l != nil {
-		t.Cleanup(func() {
-			if err := l.Stop(); err != nil {
-				t.Errorf("stopping the lab: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("starting the lab: %v", err)
-	}
+	l := ownLab(t, from, "ilbi", nil)
 	c, err := l.Client()
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -30,33 +29,9 @@ func bgpLab(t *testing.T) (*lab.Lab, *lab.FRR) {
 			t.Fatalf("the BGP lab needs %s: run `make packages`", tool)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	l := ownLab(t, 190, "ilbg", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	idx, err := lab.FreeIndex(ctx, 190)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "ironlb-e2e-bgp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.StartCluster(ctx, lab.ClusterConfig{
-		Config:     lab.Config{Dir: dir, Root: repoRoot(t)},
-		Prefix:     fmt.Sprintf("ilbg%d", idx),
-		Index:      idx,
-		Controller: controllerBinary(t),
-		Speaker:    speakerBinary(t),
-	})
-	if l != nil {
-		t.Cleanup(func() {
-			if err := l.Stop(); err != nil {
-				t.Errorf("stopping the BGP lab: %v", err)
-			}
-		})
-	}
-	if err != nil {
-		t.Fatalf("starting the BGP lab: %v", err)
-	}
 	frr, err := l.StartFRR(ctx, 64500, 64501)
 	if err != nil {
 		t.Fatal(err)

@@ -261,3 +261,43 @@ func contains(s []string, v string) bool {
 var cleanups []func()
 
 func objMeta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
+
+// ownLab starts a cluster lab for one test or benchmark alone, on the first
+// free management subnet from index from, with namespaces named prefix<idx>.
+// tune, when not nil, adjusts the configuration (dataplane, extra args).
+// The lab is stopped when tb ends.
+func ownLab(tb testing.TB, from int, prefix string, tune func(*lab.ClusterConfig)) *lab.Lab {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	idx, err := lab.FreeIndex(ctx, from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "ironlb-e2e-"+prefix+"-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := lab.ClusterConfig{
+		Config:     lab.Config{Dir: dir, Root: repoRoot(tb)},
+		Prefix:     fmt.Sprintf("%s%d", prefix, idx),
+		Index:      idx,
+		Controller: controllerBinary(tb),
+		Speaker:    speakerBinary(tb),
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	l, err := lab.StartCluster(ctx, cfg)
+	if l != nil {
+		tb.Cleanup(func() {
+			if err := l.Stop(); err != nil {
+				tb.Errorf("stopping lab %s: %v", cfg.Prefix, err)
+			}
+		})
+	}
+	if err != nil {
+		tb.Fatalf("starting lab %s: %v", cfg.Prefix, err)
+	}
+	return l
+}

@@ -1,17 +1,13 @@
 package e2etest
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ironlb/ironlb/e2etest/lab"
 )
 
 var soakDuration = flag.Duration("soak-duration", 10*time.Minute, "how long BenchmarkL2Soak keeps every CPU busy")
@@ -24,25 +20,7 @@ func BenchmarkL2Soak(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Fatal("the lab needs root")
 	}
-	ctx := context.Background()
-	idx, err := lab.FreeIndex(ctx, 180)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	l, err := lab.StartCluster(ctx, lab.ClusterConfig{
-		Config:     lab.Config{Dir: dir, Root: repoRoot(b)},
-		Prefix:     fmt.Sprintf("ilbs%d", idx),
-		Index:      idx,
-		Controller: controllerBinary(b),
-		Speaker:    speakerBinary(b),
-	})
-	if l != nil {
-		defer l.Stop()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := ownLab(b, 180, "ilbs", nil)
 	for range b.N {
 		hogs := make([]*exec.Cmd, runtime.NumCPU())
 		for i := range hogs {
