@@ -97,12 +97,12 @@ func TestEncode(t *testing.T) {
 		cmd   uint8
 		attrs []string
 	}{
-		{Op{Kind: AddService, Service: v4}, 1, full4},                                            // IPVS_CMD_NEW_SERVICE
-		{Op{Kind: UpdateService, Service: v6}, 2, full6},                                         // IPVS_CMD_SET_SERVICE
-		{Op{Kind: DeleteService, Service: v4}, 3, id4},                                           // IPVS_CMD_DEL_SERVICE
-		{Op{Kind: AddDest, Service: v4, Dest: d4}, 5, cat(id4, dest4, destFull)},                 // IPVS_CMD_NEW_DEST
-		{Op{Kind: UpdateDest, Service: v6, Dest: d6}, 6, cat(id6, dest6, destFull)},              // IPVS_CMD_SET_DEST
-		{Op{Kind: DeleteDest, Service: v4, Dest: d4}, 7, cat(id4, dest4)},                        // IPVS_CMD_DEL_DEST
+		{Op{Kind: AddService, Service: v4}, 1, full4},                               // IPVS_CMD_NEW_SERVICE
+		{Op{Kind: UpdateService, Service: v6}, 2, full6},                            // IPVS_CMD_SET_SERVICE
+		{Op{Kind: DeleteService, Service: v4}, 3, id4},                              // IPVS_CMD_DEL_SERVICE
+		{Op{Kind: AddDest, Service: v4, Dest: d4}, 5, cat(id4, dest4, destFull)},    // IPVS_CMD_NEW_DEST
+		{Op{Kind: UpdateDest, Service: v6, Dest: d6}, 6, cat(id6, dest6, destFull)}, // IPVS_CMD_SET_DEST
+		{Op{Kind: DeleteDest, Service: v4, Dest: d4}, 7, cat(id4, dest4)},           // IPVS_CMD_DEL_DEST
 		{Op{Kind: AddService, Service: sctp}, 1, []string{"SERVICE.AF=" + u16(unix.AF_INET), "SERVICE.PROTOCOL=" + u16(132), "SERVICE.ADDR=c6336407000000000000000000000000", "SERVICE.PORT=0f1c", "SERVICE.SCHED_NAME=77727200", "SERVICE.FLAGS=" + u32(0) + maskAll, "SERVICE.TIMEOUT=" + u32(0), "SERVICE.NETMASK=" + maskAll}},
 	} {
 		t.Run(tc.op.String(), func(t *testing.T) {

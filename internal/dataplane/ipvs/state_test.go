@@ -220,7 +220,9 @@ func FuzzDiff(f *testing.F) {
 		// Order of the inputs does not matter.
 		r.Shuffle(len(current), func(i, j int) { current[i], current[j] = current[j], current[i] })
 		r.Shuffle(len(desired), func(i, j int) { desired[i], desired[j] = desired[j], desired[i] })
-		if shuffled := Diff(current, desired); !slices.EqualFunc(shuffled, ops, func(a, b Op) bool { return a.String() == b.String() && a.Dest == b.Dest && a.Service.sameConfig(b.Service) }) {
+		if shuffled := Diff(current, desired); !slices.EqualFunc(shuffled, ops, func(a, b Op) bool {
+			return a.String() == b.String() && a.Dest == b.Dest && a.Service.sameConfig(b.Service)
+		}) {
 			t.Fatalf("diff depends on input order:\n%v\n%v", shuffled, ops)
 		}
 	})
