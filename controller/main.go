@@ -38,7 +38,7 @@ func main() {
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 0, "how long a dead leader blocks the others (default 15s)")
 	flag.StringVar(&o.MetricsAddr, "metrics-addr", ":7472", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz; 0 disables")
-	ipMode := flag.String("ip-mode", "VIP", "status.loadBalancer.ingress[].ipMode: Proxy when the speakers run with --dataplane=nftables, VIP otherwise")
+	ipMode := flag.String("ip-mode", "VIP", "status.loadBalancer.ingress[].ipMode: Proxy when the speakers run with --dataplane=nftables or ipvs, VIP otherwise")
 	flag.IntVar(&o.Workers, "workers", 32, "Services reconciled at once (the allocator is serialised; workers overlap API writes)")
 	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
 

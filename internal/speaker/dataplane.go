@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ironlb/ironlb/internal/dataplane/ipvs"
 	"github.com/ironlb/ironlb/internal/dataplane/nft"
 	"github.com/ironlb/ironlb/internal/election"
 	"github.com/ironlb/ironlb/internal/forwarding"
@@ -22,17 +24,63 @@ const (
 	// DataplaneNFTables DNATs the addresses this node announces to its
 	// own ready endpoints in nftables table inet ironlb.
 	DataplaneNFTables = "nftables"
+	// DataplaneIPVS makes one IPVS virtual service (NAT) per address,
+	// protocol and port this node announces, with its own ready endpoints
+	// as real servers, and binds the addresses to dummy ironlb-ipvs0.
+	DataplaneIPVS = "ipvs"
 )
 
-// fullSyncInterval is how often the table is rebuilt even when the
-// per-sync check finds it intact: that check sees a deleted table or
-// flushed fixed rules, not an edit inside one service's chain.
+// DefaultIPVSScheduler is the IPVS scheduler when Config names none.
+const DefaultIPVSScheduler = "rr"
+
+// fullSyncInterval is how often the dataplane is rebuilt or read back
+// even when the per-sync check finds it intact: that check sees a deleted
+// table, flushed fixed rules or a missing IPVS service, not an edit inside
+// one service.
 const fullSyncInterval = time.Minute
+
+// syncer is what forwarder needs of a backend: make the kernel forward
+// exactly rules, reading or rebuilding everything when full.
+type syncer interface {
+	sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error)
+}
+
+// syncResult is a backend's account of one sync.
+type syncResult struct {
+	// full: the backend rebuilt (nftables) or read back (IPVS) everything.
+	full bool
+	// reason is why a sync was full: "first", "requested", or a repair.
+	reason     string
+	operations int
+}
+
+// nftSyncer adapts the nftables backend.
+type nftSyncer struct{ *nft.Syncer }
+
+func (s nftSyncer) sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error) {
+	r, err := s.Sync(ctx, rules, full)
+	return syncResult{full: r.Kind == nft.Full, reason: r.Reason, operations: r.Operations}, err
+}
+
+// ipvsSyncer adapts the IPVS backend.
+type ipvsSyncer struct{ *ipvs.Syncer }
+
+func (s ipvsSyncer) sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error) {
+	r, err := s.Sync(ctx, rules, full)
+	return syncResult{full: r.Kind == ipvs.Full, reason: r.Reason, operations: r.Operations}, err
+}
+
+func (r syncResult) kind() string {
+	if r.full {
+		return "full"
+	}
+	return "partial"
+}
 
 // forwarder programs forwarding for the addresses this node announces. A
 // nil forwarder is the "none" dataplane.
 type forwarder struct {
-	syncer   *nft.Syncer
+	syncer   syncer
 	node     string
 	log      *slog.Logger
 	duration *prometheus.HistogramVec
@@ -49,24 +97,30 @@ func newForwarder(cfg Config) (*forwarder, error) {
 	case "", DataplaneNone:
 		return nil, nil
 	case DataplaneNFTables:
-	default:
-		return nil, fmt.Errorf("speaker: dataplane %q: want %s or %s", cfg.Dataplane, DataplaneNone, DataplaneNFTables)
+		s, err := nft.New()
+		if err != nil {
+			return nil, fmt.Errorf("speaker: dataplane nftables on node %s: %w", cfg.NodeName, err)
+		}
+		return newForwarderWith(nftSyncer{s}, cfg), nil
+	case DataplaneIPVS:
+		sched := cmp.Or(cfg.IPVSScheduler, DefaultIPVSScheduler)
+		s, err := ipvs.New(sched)
+		if err != nil {
+			return nil, fmt.Errorf("speaker: dataplane ipvs (scheduler %s) on node %s: %w", sched, cfg.NodeName, err)
+		}
+		return newForwarderWith(ipvsSyncer{s}, cfg), nil
 	}
-	s, err := nft.New()
-	if err != nil {
-		return nil, fmt.Errorf("speaker: dataplane nftables on node %s: %w", cfg.NodeName, err)
-	}
-	return newForwarderWith(s, cfg), nil
+	return nil, fmt.Errorf("speaker: dataplane %q: want %s, %s or %s", cfg.Dataplane, DataplaneNone, DataplaneNFTables, DataplaneIPVS)
 }
 
-// newForwarderWith returns a forwarder over any Syncer (a fake one in
+// newForwarderWith returns a forwarder over any backend (a fake one in
 // tests) and registers its metrics.
-func newForwarderWith(s *nft.Syncer, cfg Config) *forwarder {
+func newForwarderWith(s syncer, cfg Config) *forwarder {
 	f := &forwarder{
 		syncer: s, node: cfg.NodeName, log: cfg.Logger,
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ironlb_dataplane_sync_duration_seconds",
-			Help:    "Time to check and program the dataplane, by kind: full rebuilds the table, partial rewrites what changed (often nothing).",
+			Help:    "Time to check and program the dataplane, by kind: full rebuilds the nftables table or reads all IPVS services back, partial changes what changed since the last sync (often nothing).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}, []string{"kind"}),
 		last: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -104,13 +158,13 @@ func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Add
 		return !ok
 	})
 	start := time.Now()
-	res, err := f.syncer.Sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)
+	res, err := f.syncer.sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)
 	took := time.Since(start)
-	f.duration.WithLabelValues(string(res.Kind)).Observe(took.Seconds())
+	f.duration.WithLabelValues(res.kind()).Observe(took.Seconds())
 	if err != nil {
 		return fmt.Errorf("programming %d forwarding rules: %w", len(rules), err)
 	}
-	if res.Kind == nft.Full {
+	if res.full {
 		f.lastFull = start
 	}
 	f.last.Set(float64(time.Now().UnixNano()) / 1e9)
@@ -121,9 +175,9 @@ func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Add
 }
 
 // logChanges logs each rule that appeared, changed or went, and repairs.
-func (f *forwarder) logChanges(rules []forwarding.Rule, res nft.Result, took time.Duration) {
-	if res.Kind == nft.Full && res.Reason != "first" && res.Reason != "requested" {
-		f.log.Warn("dataplane repaired", "node", f.node, "reason", res.Reason, "took", took.String())
+func (f *forwarder) logChanges(rules []forwarding.Rule, res syncResult, took time.Duration) {
+	if res.full && res.reason != "first" && res.reason != "requested" {
+		f.log.Warn("dataplane repaired", "node", f.node, "reason", res.reason, "took", took.String())
 	}
 	old := map[forwarding.Key]forwarding.Rule{}
 	for _, r := range f.applied {
@@ -141,5 +195,5 @@ func (f *forwarder) logChanges(rules []forwarding.Rule, res nft.Result, took tim
 	for _, r := range old {
 		f.log.Info("forwarding removed", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port), "node", f.node)
 	}
-	f.log.Debug("dataplane synced", "node", f.node, "kind", string(res.Kind), "operations", res.Operations, "took", took.String())
+	f.log.Debug("dataplane synced", "node", f.node, "kind", res.kind(), "operations", res.operations, "took", took.String())
 }

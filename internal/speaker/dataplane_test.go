@@ -2,9 +2,12 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,8 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 
+	"github.com/ironlb/ironlb/internal/dataplane/ipvs"
 	"github.com/ironlb/ironlb/internal/dataplane/nft"
 	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/forwarding"
 )
 
 // TestForwarderOnlyAnnounced: the forwarder programs the addresses this
@@ -23,7 +28,7 @@ import (
 func TestForwarderOnlyAnnounced(t *testing.T) {
 	fake := knftables.NewFake(knftables.InetFamily, nft.Table)
 	reg := prometheus.NewRegistry()
-	f := newForwarderWith(nft.NewWith(fake), Config{NodeName: "node1", Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f := newForwarderWith(nftSyncer{nft.NewWith(fake)}, Config{NodeName: "node1", Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 
 	svc := func(name, ip string) corev1.Service {
 		return corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
@@ -86,7 +91,103 @@ func TestNewForwarderNone(t *testing.T) {
 			t.Errorf("dataplane %q: %v, %v; want nothing", dp, f, err)
 		}
 	}
-	if _, err := newForwarder(Config{Dataplane: "ipvs"}); err == nil {
+	if _, err := newForwarder(Config{Dataplane: "ebpf"}); err == nil {
 		t.Error("an unknown dataplane was accepted")
+	}
+	if _, err := newForwarder(Config{Dataplane: DataplaneIPVS, IPVSScheduler: "wlc"}); !errors.Is(err, ipvs.ErrScheduler) {
+		t.Errorf("scheduler wlc: %v, want ipvs.ErrScheduler", err)
+	}
+}
+
+// ipvsKernel is an IPVS table in memory, enough for the forwarder.
+type ipvsKernel struct {
+	services map[forwarding.Key]ipvs.Service
+}
+
+func (k *ipvsKernel) Services() ([]ipvs.Service, error) {
+	var out []ipvs.Service
+	for _, s := range k.services {
+		s.Dests = nil
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b ipvs.Service) int { return a.Key.Compare(b.Key) })
+	return out, nil
+}
+
+func (k *ipvsKernel) Dests(s ipvs.Service) ([]ipvs.Dest, error) { return k.services[s.Key].Dests, nil }
+
+func (k *ipvsKernel) Apply(op ipvs.Op) error {
+	s := k.services[op.Service.Key]
+	switch op.Kind {
+	case ipvs.AddService, ipvs.UpdateService:
+		s.Key, s.Scheduler, s.Flags = op.Service.Key, op.Service.Scheduler, op.Service.Flags
+	case ipvs.DeleteService:
+		delete(k.services, op.Service.Key)
+		return nil
+	case ipvs.AddDest:
+		s.Dests = append(s.Dests, op.Dest)
+	case ipvs.DeleteDest:
+		s.Dests = slices.DeleteFunc(s.Dests, func(d ipvs.Dest) bool { return d.AddrPort == op.Dest.AddrPort })
+	}
+	k.services[op.Service.Key] = s
+	return nil
+}
+
+// ipvsLink is the VIP interface in memory.
+type ipvsLink map[netip.Addr]bool
+
+func (l ipvsLink) Ensure() error { return nil }
+func (l ipvsLink) Addrs() ([]netip.Addr, error) {
+	return slices.SortedFunc(maps.Keys(l), netip.Addr.Compare), nil
+}
+func (l ipvsLink) Add(ip netip.Addr) error { l[ip] = true; return nil }
+func (l ipvsLink) Del(ip netip.Addr) error { delete(l, ip); return nil }
+
+// TestForwarderIPVS: with the IPVS backend too, only won addresses get a
+// virtual service and a bound VIP, and the metrics follow.
+func TestForwarderIPVS(t *testing.T) {
+	k := &ipvsKernel{services: map[forwarding.Key]ipvs.Service{}}
+	link := ipvsLink{}
+	reg := prometheus.NewRegistry()
+	f := newForwarderWith(ipvsSyncer{ipvs.NewWith(k, link, "mh")}, Config{NodeName: "node1", Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	svc := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"},
+		Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}, {IP: "2001:db8::1"}}}}}
+	slice := func(at discoveryv1.AddressType, ip string) discoveryv1.EndpointSlice {
+		return discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "a-" + string(at), Labels: map[string]string{discoveryv1.LabelServiceName: "a"}},
+			AddressType: at,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("dns"), Port: ptr(int32(5353)), Protocol: ptr(corev1.ProtocolUDP)}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, NodeName: ptr("node1")}},
+		}
+	}
+	snap := snapshot{services: []corev1.Service{svc}, slices: []discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "10.244.1.2"), slice(discoveryv1.AddressTypeIPv6, "fd00::2")}}
+	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	ctx := context.Background()
+
+	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.services) != 2 || !link[v4] || !link[v6] {
+		t.Fatalf("both won addresses should be forwarded: services %v, interface %v", k.services, link)
+	}
+	s := k.services[forwarding.Key{VIP: v6, Protocol: forwarding.UDP, Port: 53}]
+	if s.Scheduler != "mh" || len(s.Dests) != 1 || s.Dests[0].AddrPort != netip.MustParseAddrPort("[fd00::2]:5353") || s.Dests[0].FwdMethod != ipvs.FwdMasq {
+		t.Errorf("IPv6 service: %+v", s)
+	}
+	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.services) != 1 || link[v6] {
+		t.Errorf("a lost address is still forwarded: services %v, interface %v", k.services, link)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "ironlb_dataplane_rules" && mf.GetMetric()[0].GetGauge().GetValue() != 1 {
+			t.Errorf("ironlb_dataplane_rules: %v, want 1", mf)
+		}
 	}
 }

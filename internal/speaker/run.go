@@ -54,9 +54,13 @@ type Config struct {
 	Timing members.Timing
 	// Debounce coalesces bursts of changes into one election.
 	Debounce time.Duration
-	// Dataplane is DataplaneNone ("" too) or DataplaneNFTables: whether
-	// this speaker forwards the addresses it announces to local endpoints.
+	// Dataplane is DataplaneNone ("" too), DataplaneNFTables or
+	// DataplaneIPVS: whether and how this speaker forwards the addresses
+	// it announces to local endpoints.
 	Dataplane string
+	// IPVSScheduler is the IPVS scheduler for DataplaneIPVS (rr, wrr, lc
+	// or mh); "" is DefaultIPVSScheduler.
+	IPVSScheduler string
 	// Rest reaches the API server.
 	Rest *rest.Config
 	// MetricsAddr and HealthAddr are listen addresses; "" or "0" disables.
