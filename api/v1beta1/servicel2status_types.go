@@ -24,6 +24,11 @@ type ServiceL2StatusStatus struct {
 	// means every interface.
 	// +optional
 	Interfaces []InterfaceInfo `json:"interfaces,omitempty"`
+	// Addresses are the Service's addresses this node answers for: both
+	// of a dual-stack Service's, or the one it won. A speaker that wins an
+	// address another live speaker still lists waits for it to let go.
+	// +optional
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // InterfaceInfo names one interface.
@@ -41,6 +46,7 @@ type InterfaceInfo struct {
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.node`
 // +kubebuilder:printcolumn:name="Service Name",type=string,JSONPath=`.status.serviceName`
 // +kubebuilder:printcolumn:name="Service Namespace",type=string,JSONPath=`.status.serviceNamespace`
+// +kubebuilder:printcolumn:name="Addresses",type=string,JSONPath=`.status.addresses`
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.status.interfaces[*].name`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ServiceL2Status struct {

@@ -1,9 +1,12 @@
 package speaker
 
 import (
+	"log/slog"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -125,7 +128,7 @@ func TestDesiredStatuses(t *testing.T) {
 		t.Fatal("no object for demo/web")
 	}
 	want := v1beta1.ServiceL2StatusStatus{Node: "node1", ServiceName: "web", ServiceNamespace: "demo",
-		Interfaces: []v1beta1.InterfaceInfo{{Name: "eth0"}, {Name: "eth1"}}}
+		Interfaces: []v1beta1.InterfaceInfo{{Name: "eth0"}, {Name: "eth1"}}, Addresses: []string{"192.168.100.100", "fd00:100::100"}}
 	if !reflect.DeepEqual(web.Status, want) {
 		t.Errorf("demo/web status = %+v, want %+v", web.Status, want)
 	}
@@ -134,5 +137,51 @@ func TestDesiredStatuses(t *testing.T) {
 	}
 	if l2StatusName("a-b/c", "n") == l2StatusName("a/b-c", "n") || l2StatusName("a/b", "n1") == l2StatusName("a/b", "n2") {
 		t.Error("names collide")
+	}
+}
+
+// TestHoldHandovers: a won address another live speaker still lists waits,
+// for at most handoverTimeout; one listed by a dead speaker, already
+// answered, or listed by nobody is answered at once.
+func TestHoldHandovers(t *testing.T) {
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	status := func(node string, addrs ...string) v1beta1.ServiceL2Status {
+		return v1beta1.ServiceL2Status{Status: v1beta1.ServiceL2StatusStatus{Node: node, Addresses: addrs}}
+	}
+	statuses := []v1beta1.ServiceL2Status{
+		status("node2", "10.0.0.1", "fd00::1"), // alive: wait
+		status("node3", "10.0.0.2"),            // not alive: crashed, no wait
+		status("node1", "10.0.0.3"),            // this node's own
+		status("node2", "10.0.0.4"),            // alive, but already answered here
+		status("node2", "10.0.0.5"),            // alive, waited too long
+	}
+	s := &speaker{
+		cfg: Config{NodeName: "node1"}, log: slog.New(slog.DiscardHandler), dirty: make(chan struct{}, 1),
+		announced: map[netip.Addr]election.Announcement{a("10.0.0.4"): {}},
+		held:      map[netip.Addr]time.Time{a("10.0.0.5"): time.Now().Add(-handoverTimeout)},
+	}
+	mine := map[netip.Addr]election.Announcement{}
+	for _, ip := range []string{"10.0.0.1", "fd00::1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"} {
+		mine[a(ip)] = election.Announcement{IP: a(ip), Node: "node1"}
+	}
+	s.holdHandovers(statuses, mine, []string{"node1", "node2"})
+
+	var answered []string
+	for ip := range mine {
+		answered = append(answered, ip.String())
+	}
+	slices.Sort(answered)
+	if want := []string{"10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"}; !slices.Equal(answered, want) {
+		t.Errorf("answered at once: %v, want %v", answered, want)
+	}
+	if len(s.held) != 2 || s.held[a("10.0.0.1")].IsZero() || s.held[a("fd00::1")].IsZero() || !s.holding.Load() {
+		t.Errorf("held = %v (holding %v), want 10.0.0.1 and fd00::1", s.held, s.holding.Load())
+	}
+
+	// node2 let go: nothing is held any more.
+	mine = map[netip.Addr]election.Announcement{a("10.0.0.1"): {IP: a("10.0.0.1")}}
+	s.holdHandovers(statuses[1:], mine, []string{"node1", "node2"})
+	if len(mine) != 1 || len(s.held) != 0 || s.holding.Load() {
+		t.Errorf("after release: mine %v, held %v", mine, s.held)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,10 +50,13 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 				Status: v1beta1.ServiceL2StatusStatus{Node: node, ServiceName: name, ServiceNamespace: ns},
 			}
 			if prev, ok := out[obj.Name]; ok {
-				// A dual-stack Service has two addresses; list every
-				// interface either is answered on.
+				// A dual-stack Service has two addresses; list both and
+				// every interface either is answered on.
 				obj.Status.Interfaces = prev.Status.Interfaces
+				obj.Status.Addresses = prev.Status.Addresses
 			}
+			obj.Status.Addresses = append(obj.Status.Addresses, a.IP.String())
+			slices.Sort(obj.Status.Addresses)
 			for _, i := range a.Interfaces {
 				if !slices.ContainsFunc(obj.Status.Interfaces, func(x v1beta1.InterfaceInfo) bool { return x.Name == i }) {
 					obj.Status.Interfaces = append(obj.Status.Interfaces, v1beta1.InterfaceInfo{Name: i})
@@ -65,26 +69,87 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 	return out
 }
 
-// writeStatuses makes the ServiceL2Status objects say what this node
-// announces. Each node writes and deletes its own; the first alive node
-// also removes those of nodes that no longer announce (a crashed node
-// cannot remove its own).
-func (s *speaker) writeStatuses(ctx context.Context, res election.Result, mine map[netip.Addr]election.Announcement, alive []string) error {
+// listStatuses reads every ServiceL2Status from the cache.
+func (s *speaker) listStatuses(ctx context.Context) ([]v1beta1.ServiceL2Status, error) {
 	var list v1beta1.ServiceL2StatusList
 	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace)); err != nil {
-		return fmt.Errorf("listing servicel2statuses in %s: %w", s.cfg.Namespace, err)
+		return nil, fmt.Errorf("listing servicel2statuses in %s: %w", s.cfg.Namespace, err)
 	}
-	have := map[string]*v1beta1.ServiceL2Status{}
-	for i := range list.Items {
-		have[list.Items[i].Name] = &list.Items[i]
-	}
-	want := desiredStatuses(s.cfg.NodeName, s.cfg.Namespace, mine)
-	announced := map[string]bool{}
-	for _, a := range res.Announcements {
-		for _, key := range a.Services {
-			announced[l2StatusName(key, a.Node)] = true
+	return list.Items, nil
+}
+
+// handoverTimeout bounds how long a newly won address waits for the live
+// speaker that still lists it to let go (see holdHandovers). That speaker
+// lets go within one memberlist propagation and one status write; one
+// that has not after this long is cut off from the API server or from
+// gossip, and the address must not stay dark because of it.
+const handoverTimeout = 2 * time.Second
+
+// holdHandovers keeps this node silent for the addresses it has just won
+// that another speaker, alive in this node's view, still lists in its
+// ServiceL2Status: that speaker has not yet seen the change that moved
+// them (a rejoining node sees everyone at once; the others learn of it by
+// gossip a moment later), and answering now would make two MACs answer.
+// The old owner stops answering before it rewrites its status, so once
+// the status lets go, taking over is break-before-make. A crashed or
+// leaving owner is not alive and is not waited for. The held addresses
+// are removed from mine; an address is held at most handoverTimeout.
+func (s *speaker) holdHandovers(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) {
+	claimed := map[netip.Addr]string{}
+	for i := range statuses {
+		st := &statuses[i].Status
+		if st.Node == s.cfg.NodeName || !slices.Contains(alive, st.Node) {
+			continue
+		}
+		for _, a := range st.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				claimed[ip] = st.Node
+			}
 		}
 	}
+	now := time.Now()
+	held := map[netip.Addr]time.Time{}
+	var next time.Duration
+	for ip := range mine {
+		owner, ok := claimed[ip]
+		if _, had := s.announced[ip]; had || !ok {
+			continue
+		}
+		since, waiting := s.held[ip]
+		if !waiting {
+			since = now
+			s.log.Info("waiting for the previous owner to stop answering", "ip", ip.String(), "node", s.cfg.NodeName, "owner", owner)
+		}
+		left := handoverTimeout - now.Sub(since)
+		if left <= 0 {
+			s.log.Warn("taking over although the previous owner still lists the address", "ip", ip.String(),
+				"node", s.cfg.NodeName, "owner", owner, "waited", handoverTimeout.String())
+			continue
+		}
+		held[ip] = since
+		delete(mine, ip)
+		if next == 0 || left < next {
+			next = left
+		}
+	}
+	s.held = held
+	s.holding.Store(len(held) > 0)
+	if next > 0 {
+		time.AfterFunc(next, s.markDirty)
+	}
+}
+
+// writeStatuses makes the ServiceL2Status objects say what this node
+// announces. Each node writes and deletes its own; the first alive node
+// also removes those of nodes that are not alive (a crashed node cannot
+// remove its own). A live node's are left to it: holdHandovers reads
+// them to know when that node has let go.
+func (s *speaker) writeStatuses(ctx context.Context, statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) error {
+	have := map[string]*v1beta1.ServiceL2Status{}
+	for i := range statuses {
+		have[statuses[i].Name] = &statuses[i]
+	}
+	want := desiredStatuses(s.cfg.NodeName, s.cfg.Namespace, mine)
 	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
 
 	var errs []error
@@ -114,7 +179,7 @@ func (s *speaker) writeStatuses(ctx context.Context, res election.Result, mine m
 			continue
 		}
 		mineToDrop := cur.Status.Node == s.cfg.NodeName
-		orphan := reporter && !announced[name]
+		orphan := reporter && !slices.Contains(alive, cur.Status.Node)
 		if !mineToDrop && !orphan {
 			continue
 		}
@@ -128,5 +193,5 @@ func (s *speaker) writeStatuses(ctx context.Context, res election.Result, mine m
 
 func statusEqual(a, b v1beta1.ServiceL2StatusStatus) bool {
 	return a.Node == b.Node && a.ServiceName == b.ServiceName && a.ServiceNamespace == b.ServiceNamespace &&
-		slices.Equal(a.Interfaces, b.Interfaces)
+		slices.Equal(a.Interfaces, b.Interfaces) && slices.Equal(a.Addresses, b.Addresses)
 }

@@ -188,6 +188,24 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("speaker: event handler for %T: %w", obj, err)
 		}
 	}
+	// Another speaker letting go of an address this node waits for
+	// (holdHandovers) shows as its ServiceL2Status changing. Only then is
+	// that worth a sync: the statuses change with every handover.
+	inf, err := mgr.GetCache().GetInformer(ctx, &v1beta1.ServiceL2Status{})
+	if err != nil {
+		return fmt.Errorf("speaker: informer for ServiceL2Status: %w", err)
+	}
+	onStatus := func() {
+		if s.holding.Load() {
+			s.markDirty()
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(any, any) { onStatus() },
+		DeleteFunc: func(any) { onStatus() },
+	}); err != nil {
+		return fmt.Errorf("speaker: event handler for ServiceL2Status: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}

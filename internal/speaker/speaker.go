@@ -48,10 +48,15 @@ type speaker struct {
 	problems     map[string]bool
 	announceErrs map[string]bool
 	quorumLost   bool
-	peers        string
-	lastJoin     time.Time
-	joining      atomic.Bool // a Join runs in the background
-	synced       chan struct{}
+	// held are addresses won but not yet answered, since when: their
+	// previous owner still lists them (holdHandovers). holding says
+	// whether there are any, for the status watch.
+	held     map[netip.Addr]time.Time
+	holding  atomic.Bool
+	peers    string
+	lastJoin time.Time
+	joining  atomic.Bool // a Join runs in the background
+	synced   chan struct{}
 	// dataplane forwards what this node announces; nil for none.
 	dataplane *forwarder
 	// bgp holds the BGP sessions; made by the first sync (see bgp.go).
@@ -147,16 +152,23 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.metrics.speakersExpected.Set(float64(in.ExpectedSpeakers))
 
 	mine := map[netip.Addr]election.Announcement{}
-	want := map[netip.Addr][]string{}
 	for _, a := range res.For(s.cfg.NodeName) {
 		mine[a.IP] = a
-		want[a.IP] = a.Interfaces
 	}
 	services := map[string]*corev1.Service{}
 	for i := range snap.services {
 		services[snap.services[i].Namespace+"/"+snap.services[i].Name] = &snap.services[i]
 	}
 
+	statuses, err := s.listStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	s.holdHandovers(statuses, mine, alive)
+	want := map[netip.Addr][]string{}
+	for ip, a := range mine {
+		want[ip] = a.Interfaces
+	}
 	// Stop answering for what we lost first, then answer for what we won.
 	applyErr := s.announcer.Set(ctx, want)
 	s.reportAnnounceErrors(applyErr, mine, services)
@@ -166,7 +178,7 @@ func (s *speaker) sync(ctx context.Context) error {
 	bgpIn := routesInput(snap, s.cfg.NodeName)
 	s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
 	s.reportProblems(res, alive, services, routes.AdvertisedPools(bgpIn))
-	if err := s.writeStatuses(ctx, res, mine, alive); err != nil {
+	if err := s.writeStatuses(ctx, statuses, mine, alive); err != nil {
 		return err
 	}
 	return nil
