@@ -261,3 +261,188 @@ func TestBGPWithFRR(t *testing.T) {
 		return nil
 	})
 }
+
+// waitKernelHops waits until the router's kernel route to dst goes via
+// want (nil: no route) and returns how long that took.
+func waitKernelHops(e *l2env, dst string, want []string, within time.Duration) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	e.eventually(fmt.Sprintf("router's kernel route to %s via %v", dst, want), within, func() error {
+		got, err := kernelNextHops(e.ctx, e.lab, dst)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("next hops %v", got)
+		}
+		return nil
+	})
+	return time.Since(start)
+}
+
+// bgpStatusNodes counts the BGPSessionState and ServiceBGPStatus objects
+// of each node.
+func bgpStatusNodes(e *l2env) (sessions, services map[string]int, err error) {
+	var ss v1beta1.BGPSessionStateList
+	if err := e.c.List(e.ctx, &ss, client.InNamespace(lab.Namespace)); err != nil {
+		return nil, nil, err
+	}
+	var sv v1beta1.ServiceBGPStatusList
+	if err := e.c.List(e.ctx, &sv, client.InNamespace(lab.Namespace)); err != nil {
+		return nil, nil, err
+	}
+	sessions, services = map[string]int{}, map[string]int{}
+	for _, s := range ss.Items {
+		sessions[s.Labels["ironlb.io/node"]]++
+	}
+	for _, s := range sv.Items {
+		services[s.Labels["ironlb.io/node"]]++
+	}
+	return sessions, services, nil
+}
+
+// TestBGPCrash: how the router learns that a node is gone, with a 9 s
+// hold time (keepalive 3 s) on the BGPPeers.
+//
+//   - SIGKILL of a speaker: the kernel closes its TCP connections, so FRR
+//     sees the FIN and drops the node's paths at once, long before the
+//     hold time.
+//   - A node that dies without a word (its switch port cut, so no FIN and
+//     no keepalive): the path stays until the hold time expires (6 to 9 s
+//     after the last keepalive), and is gone right after.
+//   - The dead nodes' BGPSessionState and ServiceBGPStatus objects are
+//     removed by the live speaker once the node's speaker Pod or Node
+//     object is deleted, and not before.
+func TestBGPCrash(t *testing.T) {
+	const hold, keepalive = 9 * time.Second, 3 * time.Second
+	l, frr := bgpLab(t)
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &l2env{t: t, lab: l, c: c, ctx: context.Background(), ns: "t-bgp-crash"}
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}})
+	e.create(&v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.IPAddressPoolSpec{Addresses: []string{"198.51.100.0/24", "2001:db8:100::/64"}}})
+	e.create(&v1beta1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"bgp"}}})
+	e.routerPeers(func(s *v1beta1.BGPPeerSpec) {
+		s.HoldTime = &metav1.Duration{Duration: hold}
+		s.KeepaliveTime = &metav1.Duration{Duration: keepalive}
+	})
+	nodes4, _ := e.nodeAddrs()
+	e.eventually("IPv4 sessions Established in FRR", 60*time.Second, func() error {
+		st, err := frrSummary(e.ctx, frr)
+		if err != nil {
+			return err
+		}
+		for _, p := range nodes4 {
+			if st[p] != "Established" {
+				return fmt.Errorf("%s is %q", p, st[p])
+			}
+		}
+		return nil
+	})
+	out, _ := frr.Vtysh(e.ctx, "show bgp neighbor "+nodes4[2]+" json")
+	if !strings.Contains(string(out), `"bgpTimerHoldTimeMsecs":9000`) {
+		t.Errorf("FRR did not negotiate a 9 s hold time with node3:\n%s", out)
+	}
+	all := e.service("all", false, corev1.IPv4Protocol, allNodes...)[0]
+	only2 := e.service("only2", true, corev1.IPv4Protocol, "node2")[0]
+	only3 := e.service("only3", true, corev1.IPv4Protocol, "node3")[0]
+	waitKernelHops(e, all, nodes4, 20*time.Second)
+	waitKernelHops(e, only2, nodes4[1:2], 20*time.Second)
+	waitKernelHops(e, only3, nodes4[2:3], 20*time.Second)
+	e.eventually("every node has its BGP status objects", 20*time.Second, func() error {
+		ss, sv, err := bgpStatusNodes(e)
+		if err != nil {
+			return err
+		}
+		for _, n := range allNodes {
+			if ss[n] != 2 || sv[n] < 1 {
+				return fmt.Errorf("node %s: %d BGPSessionStates (want 2), %d ServiceBGPStatuses", n, ss[n], sv[n])
+			}
+		}
+		return nil
+	})
+
+	// SIGKILL: the connection is closed by the kernel, FRR drops node3 on
+	// the FIN.
+	if err := l.Process("speaker-node3").Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took := waitKernelHops(e, only3, nil, hold)
+	t.Logf("SIGKILL of node3's speaker to its path gone from the router: %s (TCP FIN; hold time %s)", took.Round(time.Millisecond), hold)
+	if took > hold/2 {
+		t.Errorf("the path went only after %s: the FIN of the killed speaker's connection should drop it at once", took)
+	}
+	waitKernelHops(e, all, nodes4[:2], 5*time.Second)
+
+	// A silent death: cut node2's switch port. No FIN, no keepalive: FRR
+	// keeps the path until its hold timer expires.
+	if out, err := exec.Command("ip", "-n", l.Network.NS("sw"), "link", "set", "sw-node2", "down").CombinedOutput(); err != nil {
+		t.Fatalf("cutting node2's port: %v: %s", err, out)
+	}
+	cut := time.Now()
+	var gone time.Duration
+	for {
+		hops, err := kernelNextHops(e.ctx, l, only2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		since := time.Since(cut)
+		if len(hops) == 0 {
+			gone = since
+			break
+		}
+		if since > hold+3*time.Second {
+			t.Fatalf("node2's path still at the router %s after its port was cut (hold time %s)", since.Round(time.Millisecond), hold)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("node2's port cut to its path gone from the router: %s (hold time %s, keepalive %s)", gone.Round(time.Millisecond), hold, keepalive)
+	if gone < hold-keepalive-time.Second {
+		t.Errorf("the path went after %s, before the hold time could expire (%s after the last keepalive)", gone.Round(time.Millisecond), hold)
+	}
+	waitKernelHops(e, all, nodes4[:1], 5*time.Second)
+	// node2's speaker itself is still running (it reaches the API server
+	// over the management link): stop it for good, as a dead node's would be.
+	if err := l.Process("speaker-node2").Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	// Status objects: still there while the dead nodes' Pods and Nodes
+	// exist (it could be a restart) ...
+	time.Sleep(3 * time.Second)
+	ss, sv, err := bgpStatusNodes(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss["node2"] == 0 || ss["node3"] == 0 {
+		t.Fatalf("BGP status objects of a node that might restart were removed: sessions %v, services %v", ss, sv)
+	}
+	// ... and removed by node1 once node3's speaker Pod and node2's Node
+	// object are deleted.
+	if err := c.Delete(e.ctx, &corev1.Pod{ObjectMeta: objMeta(lab.Namespace, "speaker-node3")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(e.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node2"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.eventually("node2's and node3's BGP status objects removed", 20*time.Second, func() error {
+		ss, sv, err := bgpStatusNodes(e)
+		if err != nil {
+			return err
+		}
+		if ss["node2"]+ss["node3"]+sv["node2"]+sv["node3"] > 0 {
+			return fmt.Errorf("sessions %v, services %v", ss, sv)
+		}
+		if ss["node1"] != 2 || sv["node1"] < 1 {
+			return fmt.Errorf("node1's own objects went too: sessions %v, services %v", ss, sv)
+		}
+		return nil
+	})
+	t.Logf("gone nodes' BGP status objects removed %s after the Pod and Node deletions", time.Since(start).Round(time.Millisecond))
+	logTail(t, l.Process("speaker-node1").Log, "bgp status of a gone node removed")
+}

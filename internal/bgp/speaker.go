@@ -61,9 +61,16 @@ type session struct {
 	// AddPath returned.
 	paths map[netip.Prefix]held
 
-	mu    sync.Mutex // guards state and since, written from GoBGP's goroutine
+	mu    sync.Mutex // guards the fields below, written from GoBGP's goroutine
 	state string
 	since time.Time
+	// verified: the router's ASN was checked on the current session (always
+	// true for a fixed peerASN, which GoBGP checks in the OPEN). Paths are
+	// only given to a dynamic-ASN session once it is verified.
+	verified bool
+	// refused says why the last session was refused (dynamicASN of the
+	// wrong kind), "" once one is accepted.
+	refused string
 }
 
 type held struct {
@@ -80,6 +87,9 @@ type Status struct {
 	State            string
 	EstablishedSince time.Time // zero unless Established
 	PrefixesSent     int64
+	// Refused says why the router's session was refused (its ASN is not
+	// of the dynamicASN kind); "" when it was not.
+	Refused string
 }
 
 // New returns a Speaker with no sessions.
@@ -161,7 +171,7 @@ func (s *Speaker) Apply(ctx context.Context, peers []PeerConfig, paths map[strin
 func (s *Speaker) startSession(ctx context.Context, pc PeerConfig) (*session, error) {
 	srv := server.NewBgpServer(server.LoggerOption(&logger{log: s.cfg.Log, peer: pc.Name}))
 	go srv.Serve()
-	sess := &session{cfg: pc, srv: srv, paths: map[netip.Prefix]held{}, state: StateIdle}
+	sess := &session{cfg: pc, srv: srv, paths: map[netip.Prefix]held{}, state: StateIdle, verified: !pc.dynamic()}
 	fail := func(what string, err error) (*session, error) {
 		srv.Stop()
 		return nil, fmt.Errorf("bgp: peer %s (%s): %s: %w", pc.Name, pc.Address, what, err)
@@ -196,7 +206,7 @@ func (s *Speaker) startSession(ctx context.Context, pc PeerConfig) (*session, er
 	sess.cancel = cancel
 	if err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(r *api.WatchEventResponse) {
 		if p := r.GetPeer(); p != nil && p.Type == api.WatchEventResponse_PeerEvent_STATE && p.Peer.GetState() != nil {
-			s.stateChanged(sess, p.Peer.State.SessionState)
+			s.stateChanged(wctx, sess, p.Peer.State.SessionState, p.Peer.State.PeerAsn)
 		}
 	}); err != nil {
 		cancel()
@@ -220,7 +230,10 @@ func (s *Speaker) reconfigure(ctx context.Context, sess *session, pc PeerConfig)
 	}
 	s.setState(sess, StateIdle)
 	old := sess.cfg
+	sess.mu.Lock()
 	sess.cfg = pc
+	sess.verified, sess.refused = !pc.dynamic(), ""
+	sess.mu.Unlock()
 	if err := sess.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(pc)}); err != nil {
 		return fmt.Errorf("bgp: peer %s (%s): adding after reconfiguration: %w", pc.Name, pc.Address, err)
 	}
@@ -279,6 +292,14 @@ func apiPeer(pc PeerConfig) *api.Peer {
 // holds and want.
 func (s *Speaker) applyPaths(ctx context.Context, sess *session, want []routes.Path) error {
 	v4, v6 := sess.cfg.families()
+	sess.mu.Lock()
+	verified := sess.verified
+	sess.mu.Unlock()
+	if !verified {
+		// A dynamic-ASN session not (yet) checked holds no path, so none
+		// can reach a router of the wrong kind.
+		want = nil
+	}
 	wanted := map[netip.Prefix]routes.Path{}
 	for _, p := range want {
 		if (p.Prefix.Addr().Is4() && v4) || (p.Prefix.Addr().Is6() && v6) {
@@ -343,9 +364,46 @@ func samePath(a, b routes.Path) bool {
 }
 
 // stateChanged records a session's new state, logs the edges into and out
-// of Established, and tells the caller.
-func (s *Speaker) stateChanged(sess *session, st api.PeerState_SessionState) {
-	if s.setState(sess, stateName(st)) {
+// of Established, and tells the caller. A dynamic-ASN session is checked
+// when it comes up: of the right kind, it is verified and the caller's
+// next Apply gives it its paths; of the wrong kind, it is reset with a
+// Cease NOTIFICATION (GoBGP retries after its idle hold time, 30 s) and
+// never holds a path. When it goes down it loses its verification, and the
+// next Apply withdraws its paths from the server, before any new session
+// can come up.
+func (s *Speaker) stateChanged(ctx context.Context, sess *session, st api.PeerState_SessionState, peerASN uint32) {
+	state := stateName(st)
+	sess.mu.Lock()
+	cfg := sess.cfg
+	changed := false
+	refused := ""
+	if cfg.dynamic() {
+		switch {
+		case state == StateEstablished:
+			if refused = cfg.checkPeerASN(peerASN); refused != "" {
+				sess.refused = refused
+				state = StateIdle // never reported (or counted) as up
+			} else {
+				sess.verified, sess.refused, changed = true, "", true
+			}
+		case sess.verified:
+			sess.verified, changed = false, true
+		}
+	}
+	sess.mu.Unlock()
+	if refused != "" {
+		s.cfg.Log.Warn("bgp session refused", "peer", cfg.Name, "node", s.cfg.Node, "address", cfg.Address.String(),
+			"reason", "dynamicASN", "err", refused)
+		// Not from this goroutine: GoBGP's calls go through its own loop.
+		go func() {
+			if err := sess.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: cfg.Address.String(),
+				Communication: "ironlb: " + refused}); err != nil && ctx.Err() == nil {
+				s.cfg.Log.Warn("bgp session reset failed", "peer", cfg.Name, "node", s.cfg.Node, "err", err)
+			}
+		}()
+		changed = true
+	}
+	if s.setState(sess, state) || changed {
 		s.cfg.OnChange()
 	}
 }
@@ -401,7 +459,7 @@ func (s *Speaker) Sessions(ctx context.Context) []Status {
 	out := make([]Status, 0, len(s.sessions))
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
-		st := Status{Peer: sess.cfg.Name, Address: sess.cfg.Address, State: sess.state, EstablishedSince: sess.since}
+		st := Status{Peer: sess.cfg.Name, Address: sess.cfg.Address, State: sess.state, EstablishedSince: sess.since, Refused: sess.refused}
 		sess.mu.Unlock()
 		if st.State == StateEstablished {
 			_ = sess.srv.ListPeer(ctx, &api.ListPeerRequest{Address: sess.cfg.Address.String(), EnableAdvertised: true}, func(p *api.Peer) {

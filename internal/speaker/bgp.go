@@ -27,6 +27,9 @@ const (
 	ReasonSessionEstablished    = "SessionEstablished"
 	ReasonSessionDown           = "SessionDown"
 	ReasonPasswordSecretMissing = "PasswordSecretMissing"
+	// ReasonSessionRefused: the router's ASN is not of the BGPPeer's
+	// dynamicASN kind.
+	ReasonSessionRefused = "SessionRefused"
 )
 
 // Condition on BGPSessionState: false when the session cannot be opened
@@ -78,6 +81,9 @@ func (s *speaker) syncBGP(ctx context.Context, snap snapshot, in routes.Input) {
 		errs = append(errs, err)
 	}
 	if err := s.writeServiceBGPStatuses(ctx, snap, res); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.removeGoneNodesBGPStatuses(ctx, snap, s.members.Alive()); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -198,7 +204,8 @@ func peerConfigs(snap snapshot, names []string, v4, v6 netip.Addr) ([]bgp.PeerCo
 			continue
 		}
 		pc := bgp.PeerConfig{
-			Name: p.Name, MyASN: p.Spec.MyASN, PeerASN: p.Spec.PeerASN, Address: addr.Unmap(), Port: p.Spec.PeerPort,
+			Name: p.Name, MyASN: p.Spec.MyASN, PeerASN: p.Spec.PeerASN, DynamicASN: string(p.Spec.DynamicASN),
+			Address: addr.Unmap(), Port: p.Spec.PeerPort,
 			RouterID: v4, EBGPMultiHop: p.Spec.EBGPMultiHop, Password: p.Spec.Password,
 			GracefulRestart: p.Spec.EnableGracefulRestart, DisableMP: p.Spec.DisableMP, NextHop4: v4, NextHop6: v6,
 			HoldTime: dur(p.Spec.HoldTime), Keepalive: dur(p.Spec.KeepaliveTime), ConnectRetry: dur(p.Spec.ConnectTime),
@@ -320,12 +327,15 @@ func (s *speaker) writeSessionStates(ctx context.Context, snap snapshot, peers [
 		cond := metav1.Condition{Type: ConditionConfigured, Status: metav1.ConditionTrue, Reason: "Configured", Message: "the session is configured"}
 		if pp, bad := problems[peer]; bad {
 			cond = metav1.Condition{Type: ConditionConfigured, Status: metav1.ConditionFalse, Reason: pp.reason, Message: pp.message}
+		} else if st.Refused != "" {
+			cond = metav1.Condition{Type: ConditionConfigured, Status: metav1.ConditionFalse, Reason: ReasonSessionRefused,
+				Message: "session refused: " + st.Refused}
 		}
 		if cur != nil {
 			status.Conditions = slices.Clone(cur.Status.Conditions)
 		}
 		meta.SetStatusCondition(&status.Conditions, cond)
-		s.sessionEvent(byName[peer], peer, status.State)
+		s.sessionEvent(byName[peer], peer, status.State, st.Refused)
 		if cur == nil {
 			cur = &v1beta1.BGPSessionState{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.cfg.Namespace,
 				Labels: map[string]string{LabelNode: s.cfg.NodeName, LabelPeer: labelValue(peer)}}}
@@ -363,10 +373,17 @@ func (s *speaker) writeSessionStates(ctx context.Context, snap snapshot, peers [
 
 // sessionEvent records an Event on the BGPPeer when this node's session
 // enters or leaves Established.
-func (s *speaker) sessionEvent(p *v1beta1.BGPPeer, peer, state string) {
+func (s *speaker) sessionEvent(p *v1beta1.BGPPeer, peer, state, refused string) {
 	old := s.bgp.states[peer]
+	if refused != "" {
+		state = "refused: " + refused // one Event per refusal reason
+	}
 	s.bgp.states[peer] = state
 	if p == nil || old == state {
+		return
+	}
+	if refused != "" {
+		s.events.Eventf(p, nil, corev1.EventTypeWarning, ReasonSessionRefused, "Connect", "node %s: session with %s refused: %s", s.cfg.NodeName, p.Spec.PeerAddress, refused)
 		return
 	}
 	switch {
@@ -473,4 +490,81 @@ func labelValue(v string) string {
 	}
 	sum := sha256.Sum256([]byte(v))
 	return v[:46] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// goneNodes says which nodes' BGP status objects no speaker keeps any
+// more: those not alive in memberlist whose Node object is gone, or that
+// have no speaker Pod, or are not Ready. A speaker that crashed and is
+// being restarted (its Pod and Ready Node still there) keeps its objects;
+// a speaker alive in memberlist always keeps them. Pure.
+func goneNodes(snap snapshot, alive []string) func(node string) bool {
+	nodes := map[string]*corev1.Node{}
+	for i := range snap.nodes {
+		nodes[snap.nodes[i].Name] = &snap.nodes[i]
+	}
+	pods := map[string]bool{}
+	for i := range snap.speakers {
+		if p := &snap.speakers[i]; p.DeletionTimestamp == nil && p.Spec.NodeName != "" {
+			pods[p.Spec.NodeName] = true
+		}
+	}
+	return func(node string) bool {
+		if slices.Contains(alive, node) {
+			return false
+		}
+		n := nodes[node]
+		return n == nil || !pods[node] || condition(n, corev1.NodeReady) != corev1.ConditionTrue
+	}
+}
+
+// removeGoneNodesBGPStatuses deletes the BGPSessionState and
+// ServiceBGPStatus objects of nodes that are gone (see goneNodes): a dead
+// speaker cannot remove its own. Only the first alive node does it, as
+// for ServiceL2Status, so that one writer, not every node, deletes them.
+func (s *speaker) removeGoneNodesBGPStatuses(ctx context.Context, snap snapshot, alive []string) error {
+	if len(alive) == 0 || alive[0] != s.cfg.NodeName {
+		return nil
+	}
+	gone := goneNodes(snap, alive)
+	var sessions v1beta1.BGPSessionStateList
+	if err := s.client.List(ctx, &sessions, client.InNamespace(s.cfg.Namespace)); err != nil {
+		return fmt.Errorf("listing bgpsessionstates in %s: %w", s.cfg.Namespace, err)
+	}
+	var services v1beta1.ServiceBGPStatusList
+	if err := s.client.List(ctx, &services, client.InNamespace(s.cfg.Namespace)); err != nil {
+		return fmt.Errorf("listing servicebgpstatuses in %s: %w", s.cfg.Namespace, err)
+	}
+	var objs []client.Object
+	for i := range sessions.Items {
+		if o := &sessions.Items[i]; statusNode(o.Status.Node, o.Labels) != s.cfg.NodeName && gone(statusNode(o.Status.Node, o.Labels)) {
+			objs = append(objs, o)
+		}
+	}
+	for i := range services.Items {
+		if o := &services.Items[i]; statusNode(o.Status.Node, o.Labels) != s.cfg.NodeName && gone(statusNode(o.Status.Node, o.Labels)) {
+			objs = append(objs, o)
+		}
+	}
+	var errs []error
+	for _, o := range objs {
+		rv := o.GetResourceVersion()
+		err := s.client.Delete(ctx, o, client.Preconditions{ResourceVersion: &rv})
+		switch {
+		case err == nil:
+			s.log.Info("bgp status of a gone node removed", "node", statusNode("", o.GetLabels()), "object", fmt.Sprintf("%T %s", o, o.GetName()))
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		default:
+			errs = append(errs, fmt.Errorf("deleting %T %s of a gone node: %w", o, o.GetName(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// statusNode is the node a status object belongs to: its status, else its
+// node label (an object created but never written has no status yet).
+func statusNode(node string, labels map[string]string) string {
+	if node != "" {
+		return node
+	}
+	return labels[LabelNode]
 }
