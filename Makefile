@@ -121,3 +121,31 @@ demo-down:
 
 clean: demo-down
 	rm -rf $(BIN)
+
+# --- IPVS against a real kernel ---------------------------------------------------
+
+.PHONY: test-ipvs
+IPVSVM := $(BIN)/ipvsvm
+
+# Debian's kernel, for the VM: vmlinuz and the modules, fetched once.
+$(IPVSVM)/kernel/.extracted: hack/ipvsvm/fetch-kernel.sh
+	hack/ipvsvm/fetch-kernel.sh $(IPVSVM)/kernel
+
+# The IPVS backend's real-kernel tests (internal/dataplane/ipvs/vm_test.go,
+# tag ipvsvm) in a QEMU VM (TCG, one vCPU, 512 MiB) on Debian's kernel with
+# ip_vs, its schedulers, dummy and veth loaded by a static Go /init
+# (hack/ipvsvm): a pod namespace behind a veth, a VIP forwarded to it,
+# traffic from a client namespace, endpoint changes, hand deletions
+# repaired. Not part of `make test`: the host kernel needs no IPVS. Output
+# in bin/ipvsvm/console.log.
+test-ipvs: $(IPVSVM)/kernel/.extracted
+	@dpkg -s qemu-system-x86 >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86; }
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(IPVSVM)/init ./hack/ipvsvm/init
+	CGO_ENABLED=0 $(GO) test -c -tags ipvsvm -o $(IPVSVM)/ipvs.test ./internal/dataplane/ipvs
+	$(GO) run ./hack/ipvsvm -kernel $(IPVSVM)/kernel -init $(IPVSVM)/init -test $(IPVSVM)/ipvs.test \
+	  -initramfs $(IPVSVM)/initramfs.cpio 2>&1 | tee $(IPVSVM)/console.log
+	@if grep -q '^ipvsvm: PASS' $(IPVSVM)/console.log && ! grep -qE -- '--- FAIL|^FAIL|^panic:' $(IPVSVM)/console.log; then \
+	  echo "test-ipvs: $$(grep -c -- '--- PASS' $(IPVSVM)/console.log) passed, 0 failed"; \
+	else \
+	  echo "test-ipvs: failed: $$(grep -E -- '--- FAIL|^ipvsvm: FAIL|^panic:' $(IPVSVM)/console.log | head -5)"; exit 1; \
+	fi
