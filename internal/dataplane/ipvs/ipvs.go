@@ -246,13 +246,13 @@ func (s *Syncer) intact() string {
 	case errors.Is(err, ErrNoLink):
 		return "interface missing"
 	case err != nil:
-		return "interface unreadable"
+		return "interface unreadable: " + err.Error()
 	case !maps.Equal(setOf(addrs), s.vips):
 		return "addresses changed"
 	}
 	all, err := s.ipvs.Services()
 	if err != nil {
-		return "services unreadable"
+		return "services unreadable: " + err.Error()
 	}
 	var ours []Service
 	for _, svc := range all {

@@ -40,7 +40,11 @@ type dummyLink struct{ name string }
 func NewDummyLink(name string) Link { return dummyLink{name: name} }
 
 func (d dummyLink) Ensure() error {
-	l, err := netlink.LinkByName(d.name)
+	var l netlink.Link
+	err := retryInterrupted(func() (err error) {
+		l, err = netlink.LinkByName(d.name)
+		return err
+	})
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		dummy := &netlink.Dummy{LinkAttrs: netlink.NewLinkAttrs()}
 		dummy.Name = d.name
@@ -67,8 +71,25 @@ func (d dummyLink) Ensure() error {
 	return nil
 }
 
+// retryInterrupted calls fn again, a few times, while it fails with
+// EINTR: what the netlink library returns when the kernel flags a dump as
+// interrupted by a concurrent change (NLM_F_DUMP_INTR), on any interface.
+func retryInterrupted(fn func() error) error {
+	var err error
+	for range 5 {
+		if err = fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+	return err
+}
+
 func (d dummyLink) link() (netlink.Link, error) {
-	l, err := netlink.LinkByName(d.name)
+	var l netlink.Link
+	err := retryInterrupted(func() (err error) {
+		l, err = netlink.LinkByName(d.name)
+		return err
+	})
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		return nil, fmt.Errorf("interface %s: %w", d.name, ErrNoLink)
 	}
@@ -83,7 +104,11 @@ func (d dummyLink) Addrs() ([]netip.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	var as []netlink.Addr
+	err = retryInterrupted(func() (err error) {
+		as, err = netlink.AddrList(l, netlink.FAMILY_ALL)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("addresses of interface %s: %w", d.name, err)
 	}
