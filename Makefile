@@ -9,7 +9,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 CONTROLLER_GEN_VERSION := v0.23.0
 export KUBEBUILDER_ASSETS := $(K8S)
 
-.PHONY: soak-l2 packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 bench-dataplane demo demo-down tools clean
+.PHONY: soak-l2 packages all build generate test test-unit lint bench bench-allocator bench-controller bench-l2 bench-bgp bench-dataplane demo demo-down tools clean
 
 all: build
 
@@ -90,6 +90,15 @@ bench-controller: tools build
 # max over IRONLB_BENCH_L2_RUNS runs (default 10). Needs root.
 bench-l2: tools build
 	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkL2(GracefulFailover|CrashFailover|ServiceCreate|SpeakerResources)$$' -benchtime=1x -timeout 30m ./e2etest/
+
+# BGP figures on the network-namespace cluster lab with FRR as the router:
+# Service creation to the route in the router's kernel table, an endpoint
+# going unready to the route withdrawn, 200 and 1,000 Services advertised at
+# once (time and speaker RSS), SIGTERM to the route withdrawn (with FRR's
+# Cease NOTIFICATION), and a TCP MD5 password change to the sessions back.
+# Prints p50 and max over IRONLB_BENCH_BGP_RUNS runs (default 20). Needs root.
+bench-bgp: tools build
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker $(GO) test -count=1 -run '^$$' -bench 'BenchmarkBGP(ServiceCreate|EndpointUnready|Scale|GracefulStop|PasswordChange)$$' -benchtime=1x -timeout 30m ./e2etest/
 
 # nftables dataplane (issue 6) against the real kernel, in a fresh network
 # namespace: full sync at 1,000 and 10,000 services x 10 endpoints with the
