@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/ironlb/ironlb/internal/forwarding"
 )
 
@@ -18,27 +20,39 @@ import (
 // network namespace.
 const inNetns = "IRONLB_NFT_TEST_NETNS"
 
-// TestKernel applies rules with the real nft binary and kernel, in a fresh
-// network namespace so the host's ruleset is never touched, and reads them
-// back with `nft -j list table inet ironlb`. It skips without root, nft or
-// unshare.
+// netns reports whether the test runs in a fresh network namespace, so
+// the host's ruleset is never touched. Outside one, it runs the test again
+// in a copy of the test binary inside one (and returns false); it skips
+// without root, nft or unshare.
+func netns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(inNetns) != "" {
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	for _, tool := range []string{"nft", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), inNetns+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in a new network namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("test in a new network namespace: %v", err)
+	}
+	return false
+}
+
+// TestKernel applies rules over netlink (New) to the real kernel and reads
+// them back with `nft -j list table inet ironlb`: a full sync, a partial
+// one, repairs after the table is flushed, deleted or loses a rule, and
+// Remove.
 func TestKernel(t *testing.T) {
-	if os.Getenv(inNetns) == "" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a network namespace")
-		}
-		for _, tool := range []string{"nft", "unshare"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("needs %s", tool)
-			}
-		}
-		cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run=^TestKernel$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), inNetns+"=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in a new network namespace:\n%s", out)
-		if err != nil {
-			t.Fatalf("test in a new network namespace: %v", err)
-		}
+	if !netns(t) {
 		return
 	}
 	ctx := context.Background()
@@ -46,6 +60,7 @@ func TestKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	res, err := s.Sync(ctx, story, false)
 	if err != nil || res.Kind != Full {
 		t.Fatalf("first sync: %+v, %v", res, err)
@@ -75,6 +90,17 @@ func TestKernel(t *testing.T) {
 		t.Logf("after %q: %s sync (%s)", strings.Join(breakIt, " "), res.Kind, res.Reason)
 		check(t, changed)
 	}
+	// An element gone behind our back: the partial sync that deletes it
+	// fails in the kernel as a whole, and a full one replaces the table.
+	if out, err := exec.Command("nft", "delete", "element", "inet", Table, mapV6,
+		"{ 2001:db8::2 . udp . 53 }").CombinedOutput(); err != nil {
+		t.Fatalf("deleting an element: %v: %s", err, out)
+	}
+	fewer := changed[:2]
+	if res, err := s.Sync(ctx, fewer, false); err != nil || res.Kind != Full || res.Reason != "partial failed" {
+		t.Fatalf("sync after an element vanished: %+v, %v; want a full sync (partial failed)", res, err)
+	}
+	check(t, fewer)
 	if err := s.Remove(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -203,15 +229,130 @@ func check(t *testing.T, rules []forwarding.Rule) {
 	}
 }
 
+// handleOf is the handle of the first rule of chain, from `nft -a list
+// chain`.
 func handleOf(t *testing.T, chain string) string {
 	t.Helper()
+	out, err := exec.Command("nft", "-a", "list", "chain", "inet", Table, chain).Output()
+	if err != nil {
+		t.Fatalf("nft -a list chain inet %s %s: %v", Table, chain, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, h, ok := strings.Cut(line, "# handle "); ok && !strings.Contains(line, "chain ") {
+			return strings.TrimSpace(h)
+		}
+	}
+	t.Fatalf("no rule handle in chain %s:\n%s", chain, out)
+	return ""
+}
+
+// TestKernelLikeNft: the table New writes over netlink is the one the
+// knftables path (nft's own parser) writes, as `nft list table` prints it,
+// element for element and with the same operation counts, after a full and
+// after a partial sync; and nft reads its listing of it back.
+func TestKernelLikeNft(t *testing.T) {
+	if !netns(t) {
+		return
+	}
+	ctx := context.Background()
+	changed := []forwarding.Rule{rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.3:8080"), story[1], story[3],
+		rule("2001:db8::2", forwarding.UDP, 53, "[fd00:244::2]:53"),
+		rule("2001:db8::3", forwarding.SCTP, 9, "[fd00:244::5]:9", "[fd00:244::6]:9")}
+	type listing struct {
+		text     string
+		elements []string
+		ops      []int
+	}
+	build := func(s *Syncer) listing {
+		var l listing
+		for i, rules := range [][]forwarding.Rule{story, changed} {
+			res, err := s.Sync(ctx, rules, false)
+			if want := []Kind{Full, Partial}[i]; err != nil || res.Kind != want {
+				t.Fatalf("sync %d: %+v, %v; want %s", i, res, err, want)
+			}
+			l.ops = append(l.ops, res.Operations)
+		}
+		l.text, l.elements = listed2(t)
+		if err := s.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
 	s, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := s.nft.ListRules(context.Background(), chain)
-	if err != nil || len(rules) == 0 || rules[0].Handle == nil {
-		t.Fatalf("handle of the rule in %s: %v", chain, err)
+	t.Cleanup(func() { _ = s.Close() })
+	got := build(s)
+	nft, err := knftables.New(knftables.InetFamily, Table)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strconv.Itoa(*rules[0].Handle)
+	want := build(NewWith(nft))
+	if got.text != want.text {
+		t.Errorf("over netlink:\n%s\nthrough nft:\n%s", got.text, want.text)
+	}
+	if !slices.Equal(got.elements, want.elements) {
+		t.Errorf("elements over netlink:\n%s\nthrough nft:\n%s", strings.Join(got.elements, "\n"), strings.Join(want.elements, "\n"))
+	}
+	if !slices.Equal(got.ops, want.ops) {
+		t.Errorf("operations over netlink %v, through nft %v", got.ops, want.ops)
+	}
+	t.Logf("table:\n%s", got.text)
+
+	// nft reads back what it lists.
+	if _, err := s.Sync(ctx, changed, true); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nft", "list", "table", "inet", Table).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(string(out))
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f of its own listing: %v: %s", err, msg)
+	}
+	again, err := exec.Command("nft", "list", "table", "inet", Table).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(out) {
+		t.Errorf("nft read back\n%s\nas\n%s", out, again)
+	}
+}
+
+// listed2 is `nft list table` without its elements, and the elements from
+// `nft -j list table`, sorted (the kernel's hash order is no contract).
+func listed2(t *testing.T) (string, []string) {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "table", "inet", Table).Output()
+	if err != nil {
+		t.Fatalf("nft list table inet %s: %v", Table, err)
+	}
+	var text []string
+	inElements := false
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "elements = {") {
+			inElements = true
+		}
+		if !inElements {
+			text = append(text, line)
+		}
+		if inElements && strings.HasSuffix(line, "}") {
+			inElements = false
+		}
+	}
+	l := list(t)
+	var elems []string
+	for m, es := range l.elements {
+		for _, e := range es {
+			elems = append(elems, m+" "+e)
+		}
+	}
+	slices.Sort(elems)
+	return strings.Join(text, "\n"), elems
 }

@@ -195,9 +195,12 @@ func TestPartialFailureFallsBack(t *testing.T) {
 	fake := knftables.NewFake(knftables.InetFamily, Table)
 	s := NewWith(fake)
 	sync(t, s, story, false, Full)
-	tx := fake.NewTransaction()
-	deleteService(tx, story[2].Key, story[2].Endpoints)
-	if err := fake.Run(context.Background(), tx); err != nil {
+	tx := newKnftTx(fake)
+	tx.deleteVerdict(story[2].Key, len(story[2].Endpoints))
+	for i, ep := range story[2].Endpoints {
+		tx.deleteBackend(story[2].Key, i, ep)
+	}
+	if err := tx.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// Removing story[2] now deletes what is already gone.
