@@ -80,12 +80,10 @@ func (s *speaker) syncBGP(ctx context.Context, snap snapshot, in routes.Input) {
 	if err := s.writeSessionStates(ctx, snap, res.Peers, problems); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.writeServiceBGPStatuses(ctx, snap, res); err != nil {
-		errs = append(errs, err)
-	}
-	if err := s.removeGoneNodesBGPStatuses(ctx, snap, s.members.Alive()); err != nil {
-		errs = append(errs, err)
-	}
+	alive := s.members.Alive()
+	s.bgpWrites.set(func(ctx context.Context) error {
+		return errors.Join(s.writeServiceBGPStatuses(ctx, snap, res), s.removeGoneNodesBGPStatuses(ctx, snap, alive))
+	})
 	if err := errors.Join(errs...); err != nil {
 		s.log.Warn("bgp sync failed", "node", s.cfg.NodeName, "err", err)
 		time.AfterFunc(time.Second, s.markDirty)

@@ -69,10 +69,11 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 	return out
 }
 
-// listStatuses reads every ServiceL2Status from the cache.
+// listStatuses reads every ServiceL2Status from the cache, shared with
+// it: read them, never change them.
 func (s *speaker) listStatuses(ctx context.Context) ([]v1beta1.ServiceL2Status, error) {
 	var list v1beta1.ServiceL2StatusList
-	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace)); err != nil {
+	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing servicel2statuses in %s: %w", s.cfg.Namespace, err)
 	}
 	return list.Items, nil
@@ -144,7 +145,11 @@ func (s *speaker) holdHandovers(statuses []v1beta1.ServiceL2Status, mine map[net
 // also removes those of nodes that are not alive (a crashed node cannot
 // remove its own). A live node's are left to it: holdHandovers reads
 // them to know when that node has let go.
-func (s *speaker) writeStatuses(ctx context.Context, statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) error {
+func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]election.Announcement, alive []string) error {
+	statuses, err := s.listStatuses(ctx)
+	if err != nil {
+		return err
+	}
 	have := map[string]*v1beta1.ServiceL2Status{}
 	for i := range statuses {
 		have[statuses[i].Name] = &statuses[i]

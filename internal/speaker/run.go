@@ -170,6 +170,8 @@ func Run(ctx context.Context, cfg Config) error {
 		announceErrs: map[string]bool{},
 		synced:       make(chan struct{}),
 		dataplane:    fwd,
+		l2Writes:     newLatest(),
+		bgpWrites:    newLatest(),
 	}
 
 	// Every change to anything the election reads asks for a sync.

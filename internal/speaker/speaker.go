@@ -61,6 +61,9 @@ type speaker struct {
 	dataplane *forwarder
 	// bgp holds the BGP sessions; made by the first sync (see bgp.go).
 	bgp *bgpState
+	// l2Writes and bgpWrites write the per-Service status objects (see
+	// latest); the run loop runs them.
+	l2Writes, bgpWrites *latest
 }
 
 // markDirty asks for a sync without blocking.
@@ -75,6 +78,12 @@ func (s *speaker) markDirty() {
 // leaves the cluster and stops answering, in that order, so that another
 // node takes over before this one falls silent.
 func (s *speaker) run(ctx context.Context) error {
+	for name, w := range map[string]*latest{"servicel2status": s.l2Writes, "servicebgpstatus": s.bgpWrites} {
+		go w.run(ctx, func(err error) {
+			s.log.Warn("writing status failed", "node", s.cfg.NodeName, "kind", name, "err", err)
+			time.AfterFunc(time.Second, s.markDirty)
+		})
+	}
 	first := true
 	// A periodic sync retries failed writes and, above all, rejoins
 	// speakers memberlist declared dead: once a partition heals, nothing
@@ -118,6 +127,10 @@ func (s *speaker) run(ctx context.Context) error {
 
 func (s *speaker) shutdown() error {
 	start := time.Now()
+	// BGP needs no handover (the routers hold the other nodes' paths):
+	// withdraw at once, alongside the layer-2 leave.
+	bgpClosed := make(chan error, 1)
+	go func() { bgpClosed <- s.closeBGP() }()
 	var errs []error
 	if err := s.members.Leave(time.Second); err != nil {
 		errs = append(errs, err)
@@ -125,7 +138,7 @@ func (s *speaker) shutdown() error {
 	if err := s.announcer.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.closeBGP(); err != nil {
+	if err := <-bgpClosed; err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.members.Close(); err != nil {
@@ -178,9 +191,7 @@ func (s *speaker) sync(ctx context.Context) error {
 	bgpIn := routesInput(snap, s.cfg.NodeName)
 	s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
 	s.reportProblems(res, alive, services, routes.AdvertisedPools(bgpIn))
-	if err := s.writeStatuses(ctx, statuses, mine, alive); err != nil {
-		return err
-	}
+	s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
 	return nil
 }
 
