@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -27,7 +28,13 @@ import (
 // node it sits behind, and its address.
 type dpPod struct {
 	name, node string
-	ip         netip.Addr
+	ip, ip6    netip.Addr
+}
+
+// v6 is the pod as an IPv6 endpoint.
+func (p dpPod) v6() dpPod {
+	p.ip = p.ip6
+	return p
 }
 
 // TestDataplaneNFTables runs its own cluster lab with every speaker on
@@ -47,7 +54,7 @@ func TestDataplaneNFTables(t *testing.T) {
 	e := &l2env{t: t, lab: l, c: c, ctx: ctx, ns: "t-dataplane"}
 	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}})
 	e.create(&v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: lab.Namespace},
-		Spec: v1beta1.IPAddressPoolSpec{Addresses: []string{"192.168.100.200-192.168.100.209"}}})
+		Spec: v1beta1.IPAddressPoolSpec{Addresses: []string{"192.168.100.200-192.168.100.209", "fd00:100::200-fd00:100::209"}}})
 	e.create(&v1beta1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: lab.Namespace}})
 	pod := func(name string) dpPod {
 		if name == pod1b.name {
@@ -57,7 +64,7 @@ func TestDataplaneNFTables(t *testing.T) {
 		if !ok {
 			t.Fatalf("no %s", name)
 		}
-		return dpPod{p.Name, p.Node, p.IP}
+		return dpPod{p.Name, p.Node, p.IP, p.IPv6}
 	}
 	pod1 := pod("pod1")
 
@@ -158,6 +165,35 @@ func TestDataplaneNFTables(t *testing.T) {
 		}
 	}
 
+	// IPv6: the same path, from the client's IPv6 address through an IPv6
+	// VIP (answered by NDP) to the pods' IPv6 addresses.
+	vip6 := e.service("web6", true, corev1.IPv6Protocol)[0]
+	dpEndpoints(e, "web6", pod1.v6(), pod1b.v6())
+	e.eventually("curl http://["+vip6+"]/ from the client answered by a pod on node1", 20*time.Second, func() error {
+		body, err := curl(e, vip6)
+		if err != nil {
+			return err
+		}
+		if name := strings.Fields(body)[0]; name != "pod1" && name != "pod1b" {
+			return fmt.Errorf("answered by %s", name)
+		}
+		return nil
+	})
+	counts6 := requests(e, vip6, 60)
+	t.Logf("60 requests to [%s]: %v", vip6, counts6)
+	if counts6["pod1"] < 15 || counts6["pod1b"] < 15 || counts6["other"] > 0 {
+		t.Errorf("IPv6: 60 requests spread as %v, want both pods at least 15 and no failures", counts6)
+	}
+	for _, name := range []string{"pod1", "pod1b"} {
+		b, err := os.ReadFile(l.Process("pod-" + name).Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"remote":"[` + lab.ClientIPv6.String() + `]:`; !strings.Contains(string(b), want) {
+			t.Errorf("%s's log has no request from the client's IPv6 address (%s)", name, want)
+		}
+	}
+
 	// Failover: a Cluster Service with a pod on every node. The owner
 	// forwards to its own pod; when its speaker stops, the VIP and the
 	// traffic move to another node's pod.
@@ -202,7 +238,7 @@ func dataplaneLab(t *testing.T) (*lab.Lab, dpPod) {
 		ControllerArgs: []string{"--ip-mode=Proxy"},
 		Forwarding:     true,
 	})
-	pod1b := dpPod{name: "pod1b", node: "node1", ip: netip.MustParseAddr("10.244.11.2")}
+	pod1b := dpPod{name: "pod1b", node: "node1", ip: netip.MustParseAddr("10.244.11.2"), ip6: netip.MustParseAddr("fd00:244:11::2")}
 	ns := fmt.Sprintf("ilbd%d-pod1b", idx)
 	t.Cleanup(func() {
 		if l != nil {
@@ -226,25 +262,32 @@ func dataplaneLab(t *testing.T) (*lab.Lab, dpPod) {
 		{"ip", "-n", node1, "addr", "add", "10.244.11.1/24", "dev", "veth-pod1b"},
 		{"ip", "-n", ns, "addr", "add", pod1b.ip.String() + "/24", "dev", "eth0"},
 		{"ip", "-n", ns, "route", "add", "default", "via", "10.244.11.1"},
+		{"ip", "-n", node1, "addr", "add", "fd00:244:11::1/64", "dev", "veth-pod1b", "nodad"},
+		{"ip", "-n", ns, "addr", "add", pod1b.ip6.String() + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-n", ns, "-6", "route", "add", "default", "via", "fd00:244:11::1"},
 	} {
 		if err := dpRun(ctx, argv...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := l.StartProcess("pod-pod1b", nil, "ip", "netns", "exec", ns, podServer,
-		"--name=pod1b", "--listen="+netip.AddrPortFrom(pod1b.ip, lab.PodPort).String()); err != nil {
+		"--name=pod1b", fmt.Sprintf("--listen=:%d", lab.PodPort)); err != nil {
 		t.Fatal(err)
 	}
 	return l, pod1b
 }
 
 // dpEndpoints writes the Service's EndpointSlice with one ready endpoint
-// per pod, on the pod's node.
+// per pod, on the pod's node, of the pods' family.
 func dpEndpoints(e *l2env, svc string, pods ...dpPod) {
 	e.t.Helper()
+	family := discoveryv1.AddressTypeIPv4
+	if len(pods) > 0 && pods[0].ip.Is6() {
+		family = discoveryv1.AddressTypeIPv6
+	}
 	es := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-lab", Namespace: e.ns, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+		AddressType: family,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(lab.PodPort)), Protocol: ptr(corev1.ProtocolTCP)}},
 	}
 	for _, p := range pods {
@@ -252,7 +295,15 @@ func dpEndpoints(e *l2env, svc string, pods ...dpPod) {
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}})
 	}
 	var cur discoveryv1.EndpointSlice
-	switch err := e.c.Get(e.ctx, client.ObjectKeyFromObject(es), &cur); {
+	err := e.c.Get(e.ctx, client.ObjectKeyFromObject(es), &cur)
+	if err == nil && cur.AddressType != es.AddressType {
+		// The family of a slice cannot change: replace it.
+		if err := e.c.Delete(e.ctx, &cur); err != nil {
+			e.t.Fatalf("deleting EndpointSlice %s: %v", es.Name, err)
+		}
+		err = apierrors.NewNotFound(discoveryv1.Resource("endpointslices"), es.Name)
+	}
+	switch {
 	case apierrors.IsNotFound(err):
 		e.create(es)
 	case err != nil:
@@ -265,10 +316,18 @@ func dpEndpoints(e *l2env, svc string, pods ...dpPod) {
 	}
 }
 
+// clientIP is the client's address of vip's family.
+func clientIP(vip string) netip.Addr {
+	if strings.Contains(vip, ":") {
+		return lab.ClientIPv6
+	}
+	return lab.ClientIPv4
+}
+
 // curl fetches http://vip/ from the client namespace and returns the body,
 // "<pod> <remote address>", after checking the pod saw the client's IP.
 func curl(e *l2env, vip string) (string, error) {
-	out, err := e.lab.Network.Exec(e.ctx, "client", "curl", "-sS", "--fail", "--max-time", "2", "http://"+vip+"/")
+	out, err := e.lab.Network.Exec(e.ctx, "client", "curl", "-sS", "--fail", "--max-time", "2", "http://"+net.JoinHostPort(vip, "80")+"/")
 	if err != nil {
 		return "", err
 	}
@@ -276,8 +335,8 @@ func curl(e *l2env, vip string) (string, error) {
 	if len(f) != 2 {
 		return "", fmt.Errorf("unexpected answer %q", out)
 	}
-	if ap, err := netip.ParseAddrPort(f[1]); err != nil || ap.Addr() != lab.ClientIPv4 {
-		return "", fmt.Errorf("%s saw the request from %s, not the client %s", f[0], f[1], lab.ClientIPv4)
+	if ap, err := netip.ParseAddrPort(f[1]); err != nil || ap.Addr() != clientIP(vip) {
+		return "", fmt.Errorf("%s saw the request from %s, not the client %s", f[0], f[1], clientIP(vip))
 	}
 	return string(out), nil
 }
@@ -297,12 +356,16 @@ func answeredBy(e *l2env, vip, pod string) error {
 // counts answers per pod; "other" counts failures and foreign answers (a
 // pod that saw another source address).
 func requests(e *l2env, vip string, n int) map[string]int {
-	script := fmt.Sprintf("for i in $(seq %d); do curl -s --max-time 2 http://%s/ || echo fail x; done", n, vip)
+	script := fmt.Sprintf("for i in $(seq %d); do curl -s --max-time 2 http://%s/ || echo fail x; done", n, net.JoinHostPort(vip, "80"))
 	out, _ := e.lab.Network.Exec(e.ctx, "client", "sh", "-c", script)
 	counts := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 2 || !strings.HasPrefix(f[1], lab.ClientIPv4.String()+":") {
+		if len(f) != 2 {
+			counts["other"]++
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(f[1]); err != nil || ap.Addr() != clientIP(vip) {
 			counts["other"]++
 			continue
 		}

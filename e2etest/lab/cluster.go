@@ -111,7 +111,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Lab, error) {
 			break // pods without an application: fine for tests of announcing alone
 		}
 		if _, err := l.StartProcess("pod-"+pod.Name, nil, "ip", "netns", "exec", pod.NS, cfg.PodServer,
-			"--name="+pod.Name, "--listen="+netip.AddrPortFrom(pod.IP, PodPort).String()); err != nil {
+			"--name="+pod.Name, fmt.Sprintf("--listen=:%d", PodPort)); err != nil { // both families
 			return l, err
 		}
 	}

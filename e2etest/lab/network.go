@@ -26,13 +26,15 @@ type Network struct {
 	Pods []Pod `json:"pods"`
 }
 
-// Pod is one pod namespace: podN behind nodeN, at 10.244.N.2/24 with the
-// node at 10.244.N.1 as its default gateway.
+// Pod is one pod namespace: podN behind nodeN, at 10.244.N.2/24 and
+// fd00:244:N::2/64 with the node at 10.244.N.1 and fd00:244:N::1 as its
+// default gateways.
 type Pod struct {
 	Name string     `json:"name"`
 	NS   string     `json:"ns"`
 	Node string     `json:"node"`
 	IP   netip.Addr `json:"ip"`
+	IPv6 netip.Addr `json:"ipv6"`
 }
 
 // Node is one node namespace.
@@ -90,7 +92,7 @@ func CreateNetwork(ctx context.Context, prefix string, index, nodes int) (_ *Net
 	for i := 1; i <= nodes; i++ {
 		name := fmt.Sprintf("pod%d", i)
 		n.Pods = append(n.Pods, Pod{Name: name, NS: n.NS(name), Node: fmt.Sprintf("node%d", i),
-			IP: netip.AddrFrom4([4]byte{10, 244, byte(i), 2})})
+			IP: netip.AddrFrom4([4]byte{10, 244, byte(i), 2}), IPv6: netip.MustParseAddr(fmt.Sprintf("fd00:244:%d::2", i))})
 	}
 	defer func() {
 		if err != nil {
@@ -136,6 +138,10 @@ func CreateNetwork(ctx context.Context, prefix string, index, nodes int) (_ *Net
 		add("ip", "-n", node, "addr", "add", gw.String()+"/24", "dev", "veth-"+pod.Name)
 		add("ip", "-n", pod.NS, "addr", "add", pod.IP.String()+"/24", "dev", "eth0")
 		add("ip", "-n", pod.NS, "route", "add", "default", "via", gw.String())
+		gw6 := fmt.Sprintf("fd00:244:%d::1", i+1)
+		add("ip", "-n", node, "addr", "add", gw6+"/64", "dev", "veth-"+pod.Name, "nodad")
+		add("ip", "-n", pod.NS, "addr", "add", pod.IPv6.String()+"/64", "dev", "eth0", "nodad")
+		add("ip", "-n", pod.NS, "-6", "route", "add", "default", "via", gw6)
 	}
 	// The client, behind the router.
 	add("ip", "-n", router, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", client)
