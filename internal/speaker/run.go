@@ -284,7 +284,8 @@ func memberlistKey(raw []byte) []byte {
 	return sum[:]
 }
 
-// snapshot reads everything the election needs from the cache.
+// snapshot reads everything the election needs from the cache. The
+// objects are the cache's own: never change them.
 func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 	var (
 		snap  snapshot
@@ -309,7 +310,10 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 		{&peers, []client.ListOption{ns}}, {&bads, []client.ListOption{ns}}, {&comms, []client.ListOption{ns}},
 		{&secs, []client.ListOption{ns}},
 	} {
-		if err := s.client.List(ctx, l.list, l.opts...); err != nil {
+		// Shared with the cache, not copied: a sync only reads them, and a
+		// copy of every Service and EndpointSlice on each sync was most of
+		// the speaker's memory and much of its time at 10,000 Services.
+		if err := s.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
 			return snap, fmt.Errorf("listing %T: %w", l.list, err)
 		}
 	}
