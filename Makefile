@@ -42,8 +42,8 @@ packages:
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
-$(K8S)/kube-apiserver: hack/build-kube-apiserver.sh hack/tools/kube-apiserver/go.mod
-	hack/build-kube-apiserver.sh $(K8S)
+$(K8S)/kube-apiserver $(K8S)/kube-proxy: $(K8S)/%: hack/build-k8s.sh hack/tools/%/go.mod
+	hack/build-k8s.sh $* $(K8S)
 
 $(K8S)/etcd: | packages
 	@mkdir -p $(K8S)
@@ -104,9 +104,14 @@ bench-bgp: tools build
 # namespace: full sync at 1,000 and 10,000 services x 10 endpoints with the
 # table absent and present, one endpoint change at 10,000 services; prints
 # s/sync, nft vs Go CPU, rule/chain/element counts and RSS. Needs root and nft
-# (fails otherwise).
-bench-dataplane:
+# (fails otherwise). Then the same Services, 1,000 and 10,000, in the lab
+# with a real API server: IronLB's speaker and kube-proxy v1.37.2's nftables
+# mode (built once into bin/k8s like kube-apiserver) side by side, full sync,
+# endpoint change and RSS for each, and their ratios.
+bench-dataplane: tools build $(K8S)/kube-proxy
 	IRONLB_BENCH_DATAPLANE=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -timeout 20m ./internal/dataplane/nft/
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker IRONLB_KUBE_PROXY=$(K8S)/kube-proxy \
+	  $(GO) test -count=1 -run '^$$' -bench 'BenchmarkDataplaneVsKubeProxy$$' -benchtime=1x -timeout 60m ./e2etest/
 
 # Ten minutes of the three-node lab with every CPU busy: counts spurious
 # failovers (must be 0).
