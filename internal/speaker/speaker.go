@@ -90,17 +90,30 @@ func (s *speaker) run(ctx context.Context) error {
 	// else would bring them back.
 	resync := time.NewTicker(resyncInterval)
 	defer resync.Stop()
+	var lastEnd time.Time
+	var lastTook time.Duration
 	for {
+		membership := false
 		select {
 		case <-ctx.Done():
 			return s.shutdown()
 		case <-s.dirty:
 		case <-s.members.Changed():
+			membership = true
 		case <-resync.C:
 		}
 		// Coalesce a burst of changes (a Service and its EndpointSlice, a
-		// node and its memberlist event) into one election.
-		t := time.NewTimer(s.cfg.Debounce)
+		// node and its memberlist event) into one election. While objects
+		// keep changing (10,000 Services being created), also leave as
+		// long between syncs as the last one took: a sync costs time in
+		// proportion to the Services, and one per change would spend all
+		// the CPU on recomputing. A speaker that came or went is never
+		// held back: that is a failover.
+		wait := s.cfg.Debounce
+		if d := time.Until(lastEnd.Add(lastTook)); !membership && d > wait {
+			wait = d
+		}
+		t := time.NewTimer(wait)
 	drain:
 		for {
 			select {
@@ -109,11 +122,18 @@ func (s *speaker) run(ctx context.Context) error {
 				return s.shutdown()
 			case <-s.dirty:
 			case <-s.members.Changed():
+				if !membership {
+					membership = true
+					t.Reset(s.cfg.Debounce)
+				}
 			case <-t.C:
 				break drain
 			}
 		}
-		if err := s.sync(ctx); err != nil {
+		start := time.Now()
+		err := s.sync(ctx)
+		lastEnd, lastTook = time.Now(), time.Since(start)
+		if err != nil {
 			s.log.Warn("sync failed", "node", s.cfg.NodeName, "err", err)
 			// Retry soon; a later change retries sooner.
 			time.AfterFunc(time.Second, s.markDirty)
@@ -188,9 +208,15 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.logChanges(mine, services)
 	s.announced = mine
 	s.forward(ctx, snap, mine)
-	bgpIn := routesInput(snap, s.cfg.NodeName)
-	s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
-	s.reportProblems(res, alive, services, routes.AdvertisedPools(bgpIn))
+	var bgpPools map[string]bool
+	// Without BGP configured, now or before, there is nothing to compute:
+	// the routes input is as large as the election's.
+	if len(snap.bgpPeers) > 0 || len(snap.bgpAdvertisements) > 0 || s.bgp != nil {
+		bgpIn := routesInput(snap, s.cfg.NodeName)
+		s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
+		bgpPools = routes.AdvertisedPools(bgpIn)
+	}
+	s.reportProblems(res, alive, services, bgpPools)
 	s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
 	return nil
 }
