@@ -23,13 +23,19 @@ import (
 // (AS 64500) and BGPPeers for it over IPv4 and IPv6 (nodes in AS 64501).
 func bgpLab(t *testing.T) (*lab.Lab, *lab.FRR) {
 	t.Helper()
+	return bgpLabWith(t, nil)
+}
+
+// bgpLabWith is bgpLab with the lab's configuration adjusted by tune.
+func bgpLabWith(t *testing.T, tune func(*lab.ClusterConfig)) (*lab.Lab, *lab.FRR) {
+	t.Helper()
 	needRoot(t)
 	for _, tool := range []string{"vtysh", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the BGP lab needs %s: run `make packages`", tool)
 		}
 	}
-	l := ownLab(t, 190, "ilbg", nil)
+	l := ownLab(t, 190, "ilbg", tune)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	frr, err := l.StartFRR(ctx, 64500, 64501)
@@ -445,4 +451,69 @@ func TestBGPCrash(t *testing.T) {
 	})
 	t.Logf("gone nodes' BGP status objects removed %s after the Pod and Node deletions", time.Since(start).Round(time.Millisecond))
 	logTail(t, l.Process("speaker-node1").Log, "bgp status of a gone node removed")
+}
+
+// TestBGPDataplane: in BGP mode with --dataplane=nftables, the router
+// spreads a Cluster Service's connections over every node (ECMP, hashed on
+// ports as well as addresses), and each node forwards them to its own pod:
+// every pod serves, and every pod sees the client's own address, over IPv4
+// and IPv6.
+func TestBGPDataplane(t *testing.T) {
+	l, _ := bgpLabWith(t, func(c *lab.ClusterConfig) {
+		c.SpeakerArgs = []string{"--dataplane=nftables"}
+		c.ControllerArgs = []string{"--ip-mode=Proxy"}
+		c.PodServer = podServerBinary(t)
+		c.Forwarding = true
+	})
+	ctx := context.Background()
+	if out, err := l.Network.Exec(ctx, "router", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1", "net.ipv6.fib_multipath_hash_policy=1"); err != nil {
+		t.Fatalf("hashing ECMP on ports in the router: %v\n%s", err, out)
+	}
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &l2env{t: t, lab: l, c: c, ctx: ctx, ns: "t-bgp-dataplane"}
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}})
+	e.create(&v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.IPAddressPoolSpec{Addresses: []string{"198.51.100.0/24", "2001:db8:100::/64"}}})
+	e.create(&v1beta1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Namespace: lab.Namespace},
+		Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"bgp"}}})
+	for name, addr := range map[string]string{"router-v4": lab.RouterIPv4.String(), "router-v6": lab.RouterIPv6.String()} {
+		e.create(&v1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.Namespace},
+			Spec: v1beta1.BGPPeerSpec{MyASN: 64501, PeerASN: 64500, PeerAddress: addr,
+				ConnectTime: &metav1.Duration{Duration: 2 * time.Second}}})
+	}
+	for _, fam := range []struct {
+		family corev1.IPFamily
+		hops   []string
+	}{
+		{corev1.IPv4Protocol, []string{"192.168.100.11", "192.168.100.12", "192.168.100.13"}},
+		{corev1.IPv6Protocol, []string{"fd00:100::11", "fd00:100::12", "fd00:100::13"}},
+	} {
+		name := "web-" + strings.ToLower(string(fam.family))
+		vip := e.service(name, false, fam.family, allNodes...)[0]
+		if fam.family == corev1.IPv6Protocol {
+			var pods []dpPod
+			for _, p := range l.Network.Pods {
+				pods = append(pods, dpPod{p.Name, p.Node, p.IPv6, p.IPv6})
+			}
+			dpEndpoints(e, name, pods...)
+		}
+		waitKernelHops(e, vip, fam.hops, 60*time.Second)
+		e.eventually("curl http://"+vip+"/ answered", 20*time.Second, func() error {
+			_, err := curl(e, vip)
+			return err
+		})
+		counts := requests(e, vip, 60)
+		t.Logf("60 requests to %s: %v", vip, counts)
+		for _, p := range l.Network.Pods {
+			if counts[p.Name] < 5 {
+				t.Errorf("%s: %s served %d of 60 requests, want every node's pod to serve (ECMP): %v", vip, p.Name, counts[p.Name], counts)
+			}
+		}
+		if counts["other"] > 0 {
+			t.Errorf("%s: %d requests failed or lost the client's address: %v", vip, counts["other"], counts)
+		}
+	}
 }

@@ -163,3 +163,18 @@ func TestAdvertisedPools(t *testing.T) {
 		}
 	}
 }
+
+func TestResultServices(t *testing.T) {
+	r := Result{Paths: map[string][]Path{
+		"a": {{Services: []string{"ns/x", "ns/y"}}},
+		"b": {{Services: []string{"ns/y"}}, {Services: []string{"ns/z"}}},
+		"c": nil,
+	}}
+	got := r.Services()
+	if len(got) != 3 || !got["ns/x"] || !got["ns/y"] || !got["ns/z"] {
+		t.Errorf("Services() = %v, want ns/x, ns/y, ns/z", got)
+	}
+	if n := len((Result{}).Services()); n != 0 {
+		t.Errorf("no paths: %d services", n)
+	}
+}

@@ -118,3 +118,17 @@ type Result struct {
 	// Problems are sorted and distinct.
 	Problems []Problem
 }
+
+// Services are the keys of the Services this node advertises to any peer:
+// the traffic for them may arrive here.
+func (r Result) Services() map[string]bool {
+	out := map[string]bool{}
+	for _, paths := range r.Paths {
+		for _, p := range paths {
+			for _, s := range p.Services {
+				out[s] = true
+			}
+		}
+	}
+	return out
+}

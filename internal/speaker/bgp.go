@@ -57,10 +57,10 @@ type peerProblem struct {
 	message string
 }
 
-// syncBGP computes this node's paths and applies them to its sessions,
-// then writes the BGPSessionState and ServiceBGPStatus objects. It never
-// blocks the layer-2 half: failures are logged and retried.
-func (s *speaker) syncBGP(ctx context.Context, snap snapshot, in routes.Input) {
+// syncBGP applies this node's paths to its sessions, then writes the
+// BGPSessionState and ServiceBGPStatus objects. It never blocks the
+// layer-2 half: failures are logged and retried.
+func (s *speaker) syncBGP(ctx context.Context, snap snapshot, res routes.Result) {
 	if s.bgp == nil {
 		s.bgp = &bgpState{
 			speaker: bgp.New(bgp.Config{Node: s.cfg.NodeName, Log: s.log, Registry: s.cfg.Registry,
@@ -69,7 +69,6 @@ func (s *speaker) syncBGP(ctx context.Context, snap snapshot, in routes.Input) {
 			states:   map[string]string{},
 		}
 	}
-	res := routes.Compute(in)
 	v4, v6 := nodeAddrs(snap, s.cfg.NodeName)
 	peers, problems := peerConfigs(snap, res.Peers, v4, v6)
 	var errs []error

@@ -136,26 +136,28 @@ func newForwarderWith(s syncer, cfg Config) *forwarder {
 	return f
 }
 
-// forward programs the dataplane for this node's share of the election.
-// Failures are logged and retried shortly; they never stop announcing.
-func (s *speaker) forward(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement) {
+// forward programs the dataplane for this node's share of the election
+// and the Services it advertises over BGP. Failures are logged and retried
+// shortly; they never stop announcing.
+func (s *speaker) forward(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement, advertised map[string]bool) {
 	if s.dataplane == nil {
 		return
 	}
-	if err := s.dataplane.apply(ctx, snap, mine); err != nil {
+	if err := s.dataplane.apply(ctx, snap, mine, advertised); err != nil {
 		s.log.Warn("dataplane sync failed", "node", s.cfg.NodeName, "err", err)
 		time.AfterFunc(time.Second, s.markDirty)
 	}
 }
 
-// apply forwards the addresses this node announces, and only those: the
-// layer-2 owner is where the traffic arrives. Another node's table would
+// apply forwards the addresses this node answers for in layer 2 (mine) and
+// those of the Services it advertises over BGP (advertised, by key), and
+// only those: that is where traffic arrives. Another node's table would
 // only matter to traffic that still reaches it by a stale ARP entry.
-func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement) error {
+func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement, advertised map[string]bool) error {
 	rules := forwarding.Desired(f.node, snap.services, snap.slices)
 	rules = slices.DeleteFunc(rules, func(r forwarding.Rule) bool {
 		_, ok := mine[r.VIP]
-		return !ok
+		return !ok && !advertised[r.Service]
 	})
 	start := time.Now()
 	res, err := f.syncer.sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)

@@ -24,7 +24,8 @@ import (
 )
 
 // TestForwarderOnlyAnnounced: the forwarder programs the addresses this
-// node won and drops one it loses; the metrics follow.
+// node won or advertises over BGP and drops one it loses; the metrics
+// follow.
 func TestForwarderOnlyAnnounced(t *testing.T) {
 	fake := knftables.NewFake(knftables.InetFamily, nft.Table)
 	reg := prometheus.NewRegistry()
@@ -53,18 +54,28 @@ func TestForwarderOnlyAnnounced(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	if err := f.apply(ctx, snap, won("192.0.2.1", "192.0.2.2")); err != nil {
+	if err := f.apply(ctx, snap, won("192.0.2.1", "192.0.2.2"), nil); err != nil {
 		t.Fatal(err)
 	}
 	dump := fake.Dump()
 	if !strings.Contains(dump, "192.0.2.1 . tcp . 80 : goto eps4-tcp-1") || !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Fatalf("both won addresses should be forwarded:\n%s", dump)
 	}
-	if err := f.apply(ctx, snap, won("192.0.2.1")); err != nil {
+	if err := f.apply(ctx, snap, won("192.0.2.1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "192.0.2.2") {
 		t.Errorf("a lost address is still forwarded:\n%s", dump)
+	}
+	// Advertised over BGP, not won in layer 2: traffic arrives all the same.
+	if err := f.apply(ctx, snap, won("192.0.2.1"), map[string]bool{"ns/b": true}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := fake.Dump(); !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
+		t.Errorf("an address advertised over BGP is not forwarded:\n%s", dump)
+	}
+	if err := f.apply(ctx, snap, won("192.0.2.1"), nil); err != nil {
+		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -165,7 +176,7 @@ func TestForwarderIPVS(t *testing.T) {
 	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	ctx := context.Background()
 
-	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}); err != nil {
+	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 2 || !link[v4] || !link[v6] {
@@ -175,7 +186,7 @@ func TestForwarderIPVS(t *testing.T) {
 	if s.Scheduler != "mh" || len(s.Dests) != 1 || s.Dests[0].AddrPort != netip.MustParseAddrPort("[fd00::2]:5353") || s.Dests[0].FwdMethod != ipvs.FwdMasq {
 		t.Errorf("IPv6 service: %+v", s)
 	}
-	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}}); err != nil {
+	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 1 || link[v6] {

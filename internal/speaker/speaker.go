@@ -207,14 +207,20 @@ func (s *speaker) sync(ctx context.Context) error {
 	s.reportAnnounceErrors(applyErr, mine, services)
 	s.logChanges(mine, services)
 	s.announced = mine
-	s.forward(ctx, snap, mine)
-	var bgpPools map[string]bool
 	// Without BGP configured, now or before, there is nothing to compute:
-	// the routes input is as large as the election's.
+	// the routes input is as large as the election's. BGP needs no
+	// quorum: every eligible node advertises.
+	var bgpPools, bgpServices map[string]bool
+	var paths *routes.Result
 	if len(snap.bgpPeers) > 0 || len(snap.bgpAdvertisements) > 0 || s.bgp != nil {
 		bgpIn := routesInput(snap, s.cfg.NodeName)
-		s.syncBGP(ctx, snap, bgpIn) // needs no quorum: every eligible node advertises
-		bgpPools = routes.AdvertisedPools(bgpIn)
+		res := routes.Compute(bgpIn)
+		paths, bgpPools, bgpServices = &res, routes.AdvertisedPools(bgpIn), res.Services()
+	}
+	// Forwarding first, so that traffic a new route brings finds it.
+	s.forward(ctx, snap, mine, bgpServices)
+	if paths != nil {
+		s.syncBGP(ctx, snap, *paths)
 	}
 	s.reportProblems(res, alive, services, bgpPools)
 	s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
