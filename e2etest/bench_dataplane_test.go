@@ -375,7 +375,10 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 		}
 		time.Sleep(2 * time.Second) // past kube-proxy's minimum sync period
 	}
+	// The median of the runs that synced at all (a run that did not is
+	// reported as an error above).
 	med := func(s []time.Duration) time.Duration {
+		s = slices.DeleteFunc(s, func(d time.Duration) bool { return d < 0 })
 		if len(s) == 0 {
 			return 0
 		}
