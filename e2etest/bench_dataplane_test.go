@@ -107,7 +107,7 @@ const (
 )
 
 type dpBench struct {
-	b           *testing.B
+	b           testing.TB
 	lab         *lab.Lab
 	c           client.Client
 	kubeProxy   string
