@@ -91,9 +91,10 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 			report("full sync, table "+table, ilb, kpf, "s")
 		}
 		d.settle(ctx, n, time.Time{})
-		lat, cost, kpLat, kpCost := d.endpointChanges(ctx, 3)
+		lat, cost, kpLat, kpCost, missed := d.endpointChanges(ctx, 3)
 		report("endpoint change landed (p50)", ms(lat), ms(kpLat), "ms")
 		report("that sync's own cost (p50)", ms(cost), ms(kpCost), "ms")
+		report("endpoint changes of 3 not synced in 5 minutes", float64(missed[0]), float64(missed[1]), "runs")
 		report("RSS after the first settle", float64(ilbRSS)/(1<<20), float64(kpRSS)/(1<<20), "MiB")
 		logTable(b, fmt.Sprintf("%d LoadBalancer Services x 10 endpoints\n| | IronLB speaker | kube-proxy nftables | kube-proxy / IronLB |\n|---|---|---|---|\n%s",
 			n, strings.Join(rows, "\n")))
@@ -322,8 +323,9 @@ func (d *dpBench) kubeProxyFullSync(ctx context.Context, deleteTables bool) floa
 // endpointChanges flips one endpoint of dp-00000 between ready and not
 // ready runs times. For each it takes, from each process's metrics, the
 // time from the update call to the first sync after it, and the cost of
-// the partial syncs in between; it returns the medians.
-func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpLat, kpCost time.Duration) {
+// the partial syncs in between; it returns the medians, and how many runs
+// each did not sync within 5 minutes.
+func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpLat, kpCost time.Duration, missed [2]int) {
 	type probe struct {
 		node, last, sum, count string
 		port                   int
@@ -361,8 +363,10 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 				}
 				if time.Now().After(deadline) {
 					// Say so and go on: the other figures still hold.
-					d.b.Errorf("%s did not sync in 5 minutes after an endpoint change; its log ends:\n%s", p.node, d.logTail(p.node))
+					// A figure, not a failure of ours: counted in the table.
+					d.b.Logf("%s did not sync in 5 minutes after an endpoint change; its log ends:\n%s", p.node, d.logTail(p.node))
 					p.lat = append(p.lat, -1)
+					missed[slices.Index(probes, p)]++
 					break
 				}
 				// Not faster: the timestamp says when the sync ended, so
@@ -389,7 +393,7 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 		slices.Sort(s)
 		return s[len(s)/2]
 	}
-	return med(probes[0].lat), med(probes[0].cost), med(probes[1].lat), med(probes[1].cost)
+	return med(probes[0].lat), med(probes[0].cost), med(probes[1].lat), med(probes[1].cost), missed
 }
 
 // metric reads one sample (name with its labels, as exposed) from the
