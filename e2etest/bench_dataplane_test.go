@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -410,10 +409,8 @@ func (d *dpBench) metric(node string, port int, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
+	if v, ok := metricValue(string(body), name); ok {
+		return v, nil
 	}
 	return 0, fmt.Errorf("no %s on %s:%d", name, node, port)
 }

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -172,35 +170,15 @@ func (e *l2env) service(name string, local bool, family corev1.IPFamily, readyOn
 // node named, the pod namespace behind that node.
 func (e *l2env) endpoints(svc string, readyOn ...string) {
 	e.t.Helper()
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-lab", Namespace: e.ns, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
-	}
+	var pods []dpPod
 	for _, n := range readyOn {
 		pod, ok := e.lab.Network.PodOn(n)
 		if !ok {
 			e.t.Fatalf("no pod on %s", n)
 		}
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{pod.IP.String()},
-			NodeName:   ptr(n),
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
-		})
+		pods = append(pods, dpPod{pod.Name, n, pod.IP, pod.IPv6})
 	}
-	var cur discoveryv1.EndpointSlice
-	err := e.c.Get(e.ctx, client.ObjectKeyFromObject(es), &cur)
-	switch {
-	case apierrors.IsNotFound(err):
-		e.create(es)
-	case err != nil:
-		e.t.Fatal(err)
-	default:
-		cur.Endpoints = es.Endpoints
-		if err := e.c.Update(e.ctx, &cur); err != nil {
-			e.t.Fatal(err)
-		}
-	}
+	dpEndpoints(e, svc, pods...)
 }
 
 func (e *l2env) eventually(what string, timeout time.Duration, fn func() error) {
