@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -78,44 +79,76 @@ func Desired(node string, services []corev1.Service, eps []discoveryv1.EndpointS
 		key := es.Namespace + "/" + name
 		byService[key] = append(byService[key], es)
 	}
-	order := make([]int, 0, len(services))
+	perService := make([][]Rule, 0, len(services))
 	for i := range services {
-		order = append(order, i)
-	}
-	// Visit Services by name so that a conflict resolves the same way on
-	// every node and every sync.
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(services[a].Namespace, services[b].Namespace), cmp.Compare(services[a].Name, services[b].Name))
-	})
-	rules := map[Key]Rule{}
-	for _, i := range order {
 		svc := &services[i]
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			continue
-		}
-		svcKey := svc.Namespace + "/" + svc.Name
-		for _, vip := range ingressIPs(svc) {
-			for _, sp := range svc.Spec.Ports {
-				proto, ok := protocol(sp.Protocol)
-				if !ok || sp.Port <= 0 || sp.Port > 65535 {
-					continue
-				}
-				k := Key{VIP: vip, Protocol: proto, Port: uint16(sp.Port)}
-				if _, taken := rules[k]; taken {
-					continue
-				}
-				if e := localEndpoints(node, vip.Is4(), sp.Name, proto, byService[svcKey]); len(e) > 0 {
-					rules[k] = Rule{Key: k, Service: svcKey, Endpoints: e}
-				}
-			}
-		}
+		perService = append(perService, ForService(node, svc, byService[svc.Namespace+"/"+svc.Name]))
 	}
-	out := make([]Rule, 0, len(rules))
-	for _, r := range rules {
+	m := Merge(perService...)
+	out := make([]Rule, 0, len(m))
+	for _, r := range m {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
 	return out
+}
+
+// ForService returns the rules of one Service, given its EndpointSlices
+// (in any order), as Desired would make them were it alone: sorted by
+// Key. Pure; a speaker keeps its result until the Service or one of its
+// slices changes.
+func ForService(node string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) []Rule {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return nil
+	}
+	svcKey := svc.Namespace + "/" + svc.Name
+	var out []Rule
+	for _, vip := range ingressIPs(svc) {
+		for _, sp := range svc.Spec.Ports {
+			proto, ok := protocol(sp.Protocol)
+			if !ok || sp.Port <= 0 || sp.Port > 65535 {
+				continue
+			}
+			k := Key{VIP: vip, Protocol: proto, Port: uint16(sp.Port)}
+			if slices.ContainsFunc(out, func(r Rule) bool { return r.Key == k }) {
+				continue
+			}
+			if e := localEndpoints(node, vip.Is4(), sp.Name, proto, eps); len(e) > 0 {
+				out = append(out, Rule{Key: k, Service: svcKey, Endpoints: e})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
+	return out
+}
+
+// Merge combines the rules of many Services into one rule per Key. Where
+// two Services claim a key, the one first by namespace/name wins, so the
+// result does not depend on the order of the lists.
+func Merge(perService ...[]Rule) map[Key]Rule {
+	n := 0
+	for _, rs := range perService {
+		n += len(rs)
+	}
+	out := make(map[Key]Rule, n)
+	for _, rs := range perService {
+		for _, r := range rs {
+			if o, taken := out[r.Key]; taken && serviceOrder(o.Service, r.Service) <= 0 {
+				continue
+			}
+			out[r.Key] = r
+		}
+	}
+	return out
+}
+
+// serviceOrder orders namespace/name keys by namespace, then name: not
+// the same as comparing the strings, since '/' sorts before letters but
+// after '-' and '.'.
+func serviceOrder(a, b string) int {
+	ans, an, _ := strings.Cut(a, "/")
+	bns, bn, _ := strings.Cut(b, "/")
+	return cmp.Or(cmp.Compare(ans, bns), cmp.Compare(an, bn))
 }
 
 // localEndpoints are the ready endpoints on node, of one family, for the

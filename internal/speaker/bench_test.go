@@ -11,14 +11,20 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/election"
-	"github.com/ironlb/ironlb/internal/forwarding"
 )
 
 // benchSnapshot is a three-node cluster with n LoadBalancer Services of
 // ten ready endpoints each, all on node1, in one pool one L2Advertisement
 // selects: what make bench-dataplane runs.
 func benchSnapshot(n int) snapshot {
-	var s snapshot
+	s, svcs, eps := benchCluster(n)
+	s.services = deriveServices("node1", svcs, eps)
+	return s
+}
+
+// benchCluster is benchSnapshot with its Services and EndpointSlices as
+// the API has them, not yet derived.
+func benchCluster(n int) (s snapshot, svcs []corev1.Service, eps []discoveryv1.EndpointSlice) {
 	for _, name := range []string{"node1", "node2", "node3"} {
 		s.nodes = append(s.nodes, corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
@@ -29,7 +35,7 @@ func benchSnapshot(n int) snapshot {
 	for i := range n {
 		name := fmt.Sprintf("svc-%05d", i)
 		ip := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-		s.services = append(s.services, corev1.Service{
+		svcs = append(svcs, corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name, Annotations: map[string]string{v1beta1.AnnotationAllocatedFromPool: "pool"}},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
 				Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}},
@@ -48,21 +54,45 @@ func benchSnapshot(n int) snapshot {
 				Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
 			})
 		}
-		s.slices = append(s.slices, es)
+		eps = append(eps, es)
 	}
-	return s
+	return s, svcs, eps
 }
 
 // BenchmarkSyncStages times the pure stages of one sync at 10,000
 // Services: what every change costs before anything is programmed.
+// derive-all is what a restart derives once; derive-one what the store
+// derives again when one EndpointSlice changes.
 func BenchmarkSyncStages(b *testing.B) {
-	snap := benchSnapshot(10000)
+	snap, svcs, eps := benchCluster(10000)
+	snap.services = deriveServices("node1", svcs, eps)
 	alive := []string{"node1", "node2", "node3"}
 	in := input(snap, alive)
 	res := election.Elect(in)
 	if len(res.Announcements) != 10000 {
 		b.Fatalf("%d announcements, want 10000: %v", len(res.Announcements), res.Problems[:min(3, len(res.Problems))])
 	}
+	mine := map[netip.Addr]election.Announcement{}
+	for _, a := range res.For("node1") {
+		mine[a.IP] = a
+	}
+	b.Run("derive-all", func(b *testing.B) {
+		for b.Loop() {
+			deriveServices("node1", svcs, eps)
+		}
+	})
+	b.Run("derive-one", func(b *testing.B) {
+		st := newStore("node1")
+		for i := range svcs {
+			st.setService(&svcs[i], false)
+			st.setSlice(&eps[i], false)
+		}
+		st.services()
+		for b.Loop() {
+			st.setSlice(&eps[0], false)
+			st.services()
+		}
+	})
 	b.Run("input", func(b *testing.B) {
 		for b.Loop() {
 			input(snap, alive)
@@ -75,14 +105,10 @@ func BenchmarkSyncStages(b *testing.B) {
 	})
 	b.Run("forwarding", func(b *testing.B) {
 		for b.Loop() {
-			forwarding.Desired("node1", snap.services, snap.slices)
+			forwardedRules(snap.services, mine, nil)
 		}
 	})
 	b.Run("statuses", func(b *testing.B) {
-		mine := map[netip.Addr]election.Announcement{}
-		for _, a := range res.For("node1") {
-			mine[a.IP] = a
-		}
 		for b.Loop() {
 			desiredStatuses("node1", "ironlb-system", mine)
 		}

@@ -145,18 +145,9 @@ func routesInput(snap snapshot, node string) routes.Input {
 			in.Aliases[c.Name] = c.Value
 		}
 	}
-	ready := readyNodes(snap.slices)
-	for i := range snap.services {
-		svc := &snap.services[i]
-		ips := ingressIPs(svc)
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(ips) == 0 {
-			continue
-		}
-		key := svc.Namespace + "/" + svc.Name
+	for _, sv := range snap.services {
 		in.Services = append(in.Services, routes.Service{
-			Key: key, IPs: ips, Pool: svc.Annotations[v1beta1.AnnotationAllocatedFromPool],
-			Local:      svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			ReadyNodes: ready[key],
+			Key: sv.key, IPs: sv.ips, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
 		})
 	}
 	return in

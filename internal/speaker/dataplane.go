@@ -139,11 +139,11 @@ func newForwarderWith(s syncer, cfg Config) *forwarder {
 // forward programs the dataplane for this node's share of the election
 // and the Services it advertises over BGP. Failures are logged and retried
 // shortly; they never stop announcing.
-func (s *speaker) forward(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement, advertised map[string]bool) {
+func (s *speaker) forward(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) {
 	if s.dataplane == nil {
 		return
 	}
-	if err := s.dataplane.apply(ctx, snap, mine, advertised); err != nil {
+	if err := s.dataplane.apply(ctx, services, mine, advertised); err != nil {
 		s.log.Warn("dataplane sync failed", "node", s.cfg.NodeName, "err", err)
 		time.AfterFunc(time.Second, s.markDirty)
 	}
@@ -153,12 +153,8 @@ func (s *speaker) forward(ctx context.Context, snap snapshot, mine map[netip.Add
 // those of the Services it advertises over BGP (advertised, by key), and
 // only those: that is where traffic arrives. Another node's table would
 // only matter to traffic that still reaches it by a stale ARP entry.
-func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Addr]election.Announcement, advertised map[string]bool) error {
-	rules := forwarding.Desired(f.node, snap.services, snap.slices)
-	rules = slices.DeleteFunc(rules, func(r forwarding.Rule) bool {
-		_, ok := mine[r.VIP]
-		return !ok && !advertised[r.Service]
-	})
+func (f *forwarder) apply(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) error {
+	rules := forwardedRules(services, mine, advertised)
 	start := time.Now()
 	res, err := f.syncer.sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)
 	took := time.Since(start)
@@ -174,6 +170,28 @@ func (f *forwarder) apply(ctx context.Context, snap snapshot, mine map[netip.Add
 	f.logChanges(rules, res, took)
 	f.applied = rules
 	return nil
+}
+
+// forwardedRules are the rules of the addresses in mine and of the
+// Services in advertised, one per key, sorted by key.
+func forwardedRules(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) []forwarding.Rule {
+	perService := make([][]forwarding.Rule, 0, len(services))
+	for _, sv := range services {
+		rs := sv.rules
+		if !advertised[sv.key] && slices.ContainsFunc(rs, func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok }) {
+			rs = slices.DeleteFunc(slices.Clone(rs), func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok })
+		}
+		if len(rs) > 0 {
+			perService = append(perService, rs)
+		}
+	}
+	m := forwarding.Merge(perService...)
+	rules := make([]forwarding.Rule, 0, len(m))
+	for _, r := range m {
+		rules = append(rules, r)
+	}
+	slices.SortFunc(rules, func(a, b forwarding.Rule) int { return a.Key.Compare(b.Key) })
+	return rules
 }
 
 // logChanges logs each rule that appeared, changed or went, and repairs.

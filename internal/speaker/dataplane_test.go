@@ -44,7 +44,7 @@ func TestForwarderOnlyAnnounced(t *testing.T) {
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.2"}, NodeName: ptr("node1")}},
 		}
 	}
-	snap := snapshot{services: []corev1.Service{svc("a", "192.0.2.1"), svc("b", "192.0.2.2")}, slices: []discoveryv1.EndpointSlice{es("a"), es("b")}}
+	services := deriveServices("node1", []corev1.Service{svc("a", "192.0.2.1"), svc("b", "192.0.2.2")}, []discoveryv1.EndpointSlice{es("a"), es("b")})
 	won := func(ips ...string) map[netip.Addr]election.Announcement {
 		m := map[netip.Addr]election.Announcement{}
 		for _, ip := range ips {
@@ -54,27 +54,27 @@ func TestForwarderOnlyAnnounced(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	if err := f.apply(ctx, snap, won("192.0.2.1", "192.0.2.2"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1", "192.0.2.2"), nil); err != nil {
 		t.Fatal(err)
 	}
 	dump := fake.Dump()
 	if !strings.Contains(dump, "192.0.2.1 . tcp . 80 : goto eps4-tcp-1") || !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Fatalf("both won addresses should be forwarded:\n%s", dump)
 	}
-	if err := f.apply(ctx, snap, won("192.0.2.1"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "192.0.2.2") {
 		t.Errorf("a lost address is still forwarded:\n%s", dump)
 	}
 	// Advertised over BGP, not won in layer 2: traffic arrives all the same.
-	if err := f.apply(ctx, snap, won("192.0.2.1"), map[string]bool{"ns/b": true}); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), map[string]bool{"ns/b": true}); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Errorf("an address advertised over BGP is not forwarded:\n%s", dump)
 	}
-	if err := f.apply(ctx, snap, won("192.0.2.1"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
@@ -172,11 +172,11 @@ func TestForwarderIPVS(t *testing.T) {
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, NodeName: ptr("node1")}},
 		}
 	}
-	snap := snapshot{services: []corev1.Service{svc}, slices: []discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "10.244.1.2"), slice(discoveryv1.AddressTypeIPv6, "fd00::2")}}
+	services := deriveServices("node1", []corev1.Service{svc}, []discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeIPv4, "10.244.1.2"), slice(discoveryv1.AddressTypeIPv6, "fd00::2")})
 	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	ctx := context.Background()
 
-	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}, nil); err != nil {
+	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 2 || !link[v4] || !link[v6] {
@@ -186,7 +186,7 @@ func TestForwarderIPVS(t *testing.T) {
 	if s.Scheduler != "mh" || len(s.Dests) != 1 || s.Dests[0].AddrPort != netip.MustParseAddrPort("[fd00::2]:5353") || s.Dests[0].FwdMethod != ipvs.FwdMasq {
 		t.Errorf("IPv6 service: %+v", s)
 	}
-	if err := f.apply(ctx, snap, map[netip.Addr]election.Announcement{v4: {IP: v4}}, nil); err != nil {
+	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 1 || link[v6] {

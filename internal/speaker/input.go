@@ -3,10 +3,8 @@ package speaker
 import (
 	"net/netip"
 	"slices"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -16,8 +14,8 @@ import (
 
 // snapshot is the cluster state one election reads, as plain lists.
 type snapshot struct {
-	services       []corev1.Service
-	slices         []discoveryv1.EndpointSlice
+	// services are the LoadBalancer Services with an address, by key.
+	services       map[string]*service
 	nodes          []corev1.Node
 	pools          []v1beta1.IPAddressPool
 	advertisements []v1beta1.L2Advertisement
@@ -83,20 +81,9 @@ func input(s snapshot, alive []string) election.Input {
 		}
 		in.Advertisements = append(in.Advertisements, ad)
 	}
-	ready := readyNodes(s.slices)
-	for i := range s.services {
-		svc := &s.services[i]
-		ips := ingressIPs(svc)
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || len(ips) == 0 {
-			continue
-		}
-		key := svc.Namespace + "/" + svc.Name
+	for _, sv := range s.services {
 		in.Services = append(in.Services, election.Service{
-			Key:        key,
-			IPs:        ips,
-			Pool:       svc.Annotations[v1beta1.AnnotationAllocatedFromPool],
-			Local:      svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			ReadyNodes: ready[key],
+			Key: sv.key, IPs: sv.ips, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
 		})
 	}
 	return in
@@ -121,43 +108,6 @@ func selectors(in []metav1.LabelSelector) ([]labels.Selector, bool) {
 		out = append(out, s)
 	}
 	return out, true
-}
-
-// readyNodes maps each Service (namespace/name) to the sorted nodes that
-// hold at least one of its ready endpoints. A nil ready condition counts as
-// ready, as the EndpointSlice API says it should.
-func readyNodes(eps []discoveryv1.EndpointSlice) map[string][]string {
-	sets := map[string]map[string]bool{}
-	for i := range eps {
-		es := &eps[i]
-		name := es.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
-		}
-		key := es.Namespace + "/" + name
-		for _, ep := range es.Endpoints {
-			if ep.NodeName == nil || *ep.NodeName == "" {
-				continue
-			}
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			if sets[key] == nil {
-				sets[key] = map[string]bool{}
-			}
-			sets[key][*ep.NodeName] = true
-		}
-	}
-	out := make(map[string][]string, len(sets))
-	for key, set := range sets {
-		nodes := make([]string, 0, len(set))
-		for n := range set {
-			nodes = append(nodes, n)
-		}
-		sort.Strings(nodes)
-		out[key] = nodes
-	}
-	return out
 }
 
 func ingressIPs(svc *corev1.Service) []netip.Addr {

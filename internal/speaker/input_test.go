@@ -59,10 +59,9 @@ func TestInput(t *testing.T) {
 		Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "10.0.0.9"}}}}}
 	snap := snapshot{
-		services: []corev1.Service{lbSvc, pending, clusterIP},
-		slices: []discoveryv1.EndpointSlice{
+		services: deriveServices("node1", []corev1.Service{lbSvc, pending, clusterIP}, []discoveryv1.EndpointSlice{
 			slice("demo", "web", ep("node2", &yes), ep("node1", nil), ep("node3", &no), ep("node2", &yes)),
-		},
+		}),
 		nodes: []corev1.Node{
 			node("node1", true, "192.168.100.11", nil),
 			node("node2", true, "192.168.100.12", map[string]string{"zone": "a"},
@@ -164,7 +163,10 @@ func TestHoldHandovers(t *testing.T) {
 	for _, ip := range []string{"10.0.0.1", "fd00::1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"} {
 		mine[a(ip)] = election.Announcement{IP: a(ip), Node: "node1"}
 	}
-	s.holdHandovers(statuses, mine, []string{"node1", "node2"})
+	listed := s.hold(statuses, mine, []string{"node1", "node2"})
+	if len(listed) != 1 || !listed[a("10.0.0.3")] {
+		t.Errorf("listed = %v, want 10.0.0.3: this node's own status lists it, a restart's news to nobody", listed)
+	}
 
 	var answered []string
 	for ip := range mine {
@@ -180,7 +182,7 @@ func TestHoldHandovers(t *testing.T) {
 
 	// node2 let go: nothing is held any more.
 	mine = map[netip.Addr]election.Announcement{a("10.0.0.1"): {IP: a("10.0.0.1")}}
-	s.holdHandovers(statuses[1:], mine, []string{"node1", "node2"})
+	s.hold(statuses[1:], mine, []string{"node1", "node2"})
 	if len(mine) != 1 || len(s.held) != 0 || s.holding.Load() {
 		t.Errorf("after release: mine %v, held %v", mine, s.held)
 	}

@@ -95,15 +95,48 @@ const handoverTimeout = 2 * time.Second
 // the status lets go, taking over is break-before-make. A crashed or
 // leaving owner is not alive and is not waited for. The held addresses
 // are removed from mine; an address is held at most handoverTimeout.
-func (s *speaker) holdHandovers(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) {
+//
+// It returns the newly won addresses this node's own statuses already
+// list: a restarted speaker's, which are no news. When nothing is newly
+// won it reads no statuses at all.
+func (s *speaker) holdHandovers(ctx context.Context, mine map[netip.Addr]election.Announcement, alive []string) (map[netip.Addr]bool, error) {
+	won := false
+	for ip := range mine {
+		if _, had := s.announced[ip]; !had {
+			won = true
+			break
+		}
+	}
+	if !won {
+		s.held = nil
+		s.holding.Store(false)
+		return nil, nil
+	}
+	statuses, err := s.listStatuses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.hold(statuses, mine, alive), nil
+}
+
+// hold is holdHandovers on statuses read.
+func (s *speaker) hold(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) map[netip.Addr]bool {
 	claimed := map[netip.Addr]string{}
+	listed := map[netip.Addr]bool{}
 	for i := range statuses {
 		st := &statuses[i].Status
-		if st.Node == s.cfg.NodeName || !slices.Contains(alive, st.Node) {
+		self := st.Node == s.cfg.NodeName
+		if !self && !slices.Contains(alive, st.Node) {
 			continue
 		}
 		for _, a := range st.Addresses {
-			if ip, err := netip.ParseAddr(a); err == nil {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				continue
+			}
+			if self {
+				listed[ip] = true
+			} else {
 				claimed[ip] = st.Node
 			}
 		}
@@ -138,6 +171,7 @@ func (s *speaker) holdHandovers(statuses []v1beta1.ServiceL2Status, mine map[net
 	if next > 0 {
 		time.AfterFunc(next, s.markDirty)
 	}
+	return listed
 }
 
 // writeStatuses makes the ServiceL2Status objects say what this node

@@ -170,24 +170,40 @@ func Run(ctx context.Context, cfg Config) error {
 		announceErrs: map[string]bool{},
 		synced:       make(chan struct{}),
 		dataplane:    fwd,
+		store:        newStore(cfg.NodeName),
 		l2Writes:     newLatest(),
 		bgpWrites:    newLatest(),
 	}
 
 	// Every change to anything the election reads asks for a sync.
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
-		&corev1.Pod{}, &v1beta1.IPAddressPool{}, &v1beta1.L2Advertisement{},
-		&v1beta1.BGPPeer{}, &v1beta1.BGPAdvertisement{}, &v1beta1.Community{}, &corev1.Secret{}} {
-		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+	// Services and EndpointSlices also go to the store, which derives
+	// again only what changed.
+	var fed []toolscache.ResourceEventHandlerRegistration
+	for _, h := range []struct {
+		obj   client.Object
+		store toolscache.ResourceEventHandler
+	}{
+		{&corev1.Service{}, s.store.serviceHandler()}, {&discoveryv1.EndpointSlice{}, s.store.sliceHandler()},
+		{&corev1.Node{}, nil}, {&corev1.Pod{}, nil}, {&v1beta1.IPAddressPool{}, nil}, {&v1beta1.L2Advertisement{}, nil},
+		{&v1beta1.BGPPeer{}, nil}, {&v1beta1.BGPAdvertisement{}, nil}, {&v1beta1.Community{}, nil}, {&corev1.Secret{}, nil},
+	} {
+		inf, err := mgr.GetCache().GetInformer(ctx, h.obj)
 		if err != nil {
-			return fmt.Errorf("speaker: informer for %T: %w", obj, err)
+			return fmt.Errorf("speaker: informer for %T: %w", h.obj, err)
+		}
+		if h.store != nil {
+			reg, err := inf.AddEventHandler(h.store)
+			if err != nil {
+				return fmt.Errorf("speaker: store handler for %T: %w", h.obj, err)
+			}
+			fed = append(fed, reg)
 		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { s.markDirty() },
 			UpdateFunc: func(any, any) { s.markDirty() },
 			DeleteFunc: func(any) { s.markDirty() },
 		}); err != nil {
-			return fmt.Errorf("speaker: event handler for %T: %w", obj, err)
+			return fmt.Errorf("speaker: event handler for %T: %w", h.obj, err)
 		}
 	}
 	// Another speaker letting go of an address this node waits for
@@ -227,8 +243,20 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		// The cache holding everything is not enough: the first sync
+		// must also find every Service in the store, whose handlers run
+		// after the cache has them.
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return s.shutdown()
+		}
+		for _, reg := range fed {
+			for !reg.HasSynced() {
+				select {
+				case <-ctx.Done():
+					return s.shutdown()
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
 		}
 		s.markDirty()
 		return s.run(ctx)
@@ -284,13 +312,12 @@ func memberlistKey(raw []byte) []byte {
 	return sum[:]
 }
 
-// snapshot reads everything the election needs from the cache. The
-// objects are the cache's own: never change them.
+// snapshot reads everything the election needs from the cache, and the
+// Services from the store. The objects are the cache's own: never change
+// them.
 func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 	var (
 		snap  snapshot
-		svcs  corev1.ServiceList
-		eps   discoveryv1.EndpointSliceList
 		nodes corev1.NodeList
 		pools v1beta1.IPAddressPoolList
 		ads   v1beta1.L2AdvertisementList
@@ -305,19 +332,17 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 		list client.ObjectList
 		opts []client.ListOption
 	}{
-		{&svcs, nil}, {&eps, nil}, {&nodes, nil}, {&pools, []client.ListOption{ns}},
+		{&nodes, nil}, {&pools, []client.ListOption{ns}},
 		{&ads, []client.ListOption{ns}}, {&pods, []client.ListOption{ns, client.MatchingLabels(SpeakerLabels)}},
 		{&peers, []client.ListOption{ns}}, {&bads, []client.ListOption{ns}}, {&comms, []client.ListOption{ns}},
 		{&secs, []client.ListOption{ns}},
 	} {
-		// Shared with the cache, not copied: a sync only reads them, and a
-		// copy of every Service and EndpointSlice on each sync was most of
-		// the speaker's memory and much of its time at 10,000 Services.
+		// Shared with the cache, not copied: a sync only reads them.
 		if err := s.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
 			return snap, fmt.Errorf("listing %T: %w", l.list, err)
 		}
 	}
-	snap.services, snap.slices, snap.nodes = svcs.Items, eps.Items, nodes.Items
+	snap.services, snap.nodes = s.store.services(), nodes.Items
 	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
 	snap.bgpPeers, snap.bgpAdvertisements, snap.communities, snap.secrets = peers.Items, bads.Items, comms.Items, secs.Items
 	return snap, nil

@@ -57,6 +57,8 @@ type speaker struct {
 	lastJoin time.Time
 	joining  atomic.Bool // a Join runs in the background
 	synced   chan struct{}
+	// store holds the Services, derived again only when they change.
+	store *store
 	// dataplane forwards what this node announces; nil for none.
 	dataplane *forwarder
 	// bgp holds the BGP sessions; made by the first sync (see bgp.go).
@@ -64,6 +66,10 @@ type speaker struct {
 	// l2Writes and bgpWrites write the per-Service status objects (see
 	// latest); the run loop runs them.
 	l2Writes, bgpWrites *latest
+	// writtenAlive is the live set the last status write was handed;
+	// writeFailed says it failed, so the next sync writes again.
+	writtenAlive []string
+	writeFailed  atomic.Bool
 }
 
 // markDirty asks for a sync without blocking.
@@ -81,6 +87,7 @@ func (s *speaker) run(ctx context.Context) error {
 	for name, w := range map[string]*latest{"servicel2status": s.l2Writes, "servicebgpstatus": s.bgpWrites} {
 		go w.run(ctx, func(err error) {
 			s.log.Warn("writing status failed", "node", s.cfg.NodeName, "kind", name, "err", err)
+			s.writeFailed.Store(true)
 			time.AfterFunc(time.Second, s.markDirty)
 		})
 	}
@@ -93,7 +100,7 @@ func (s *speaker) run(ctx context.Context) error {
 	var lastEnd time.Time
 	var lastTook time.Duration
 	for {
-		membership := false
+		membership, full := false, first
 		select {
 		case <-ctx.Done():
 			return s.shutdown()
@@ -101,6 +108,7 @@ func (s *speaker) run(ctx context.Context) error {
 		case <-s.members.Changed():
 			membership = true
 		case <-resync.C:
+			full = true
 		}
 		// Coalesce a burst of changes (a Service and its EndpointSlice, a
 		// node and its memberlist event) into one election. While objects
@@ -131,7 +139,7 @@ func (s *speaker) run(ctx context.Context) error {
 			}
 		}
 		start := time.Now()
-		err := s.sync(ctx)
+		err := s.sync(ctx, full)
 		lastEnd, lastTook = time.Now(), time.Since(start)
 		if err != nil {
 			s.log.Warn("sync failed", "node", s.cfg.NodeName, "err", err)
@@ -172,7 +180,10 @@ func (s *speaker) shutdown() error {
 }
 
 // sync runs one election from the cache and applies this node's share.
-func (s *speaker) sync(ctx context.Context) error {
+// Status objects are written when what this node announces changed, when
+// the last write failed, and when full (the first sync and the periodic
+// one, which repairs what others did to them).
+func (s *speaker) sync(ctx context.Context, full bool) error {
 	snap, err := s.snapshot(ctx)
 	if err != nil {
 		return err
@@ -188,16 +199,12 @@ func (s *speaker) sync(ctx context.Context) error {
 	for _, a := range res.For(s.cfg.NodeName) {
 		mine[a.IP] = a
 	}
-	services := map[string]*corev1.Service{}
-	for i := range snap.services {
-		services[snap.services[i].Namespace+"/"+snap.services[i].Name] = &snap.services[i]
-	}
+	services := snap.services
 
-	statuses, err := s.listStatuses(ctx)
+	listed, err := s.holdHandovers(ctx, mine, alive)
 	if err != nil {
 		return err
 	}
-	s.holdHandovers(statuses, mine, alive)
 	want := map[netip.Addr][]string{}
 	for ip, a := range mine {
 		want[ip] = a.Interfaces
@@ -205,7 +212,7 @@ func (s *speaker) sync(ctx context.Context) error {
 	// Stop answering for what we lost first, then answer for what we won.
 	applyErr := s.announcer.Set(ctx, want)
 	s.reportAnnounceErrors(applyErr, mine, services)
-	s.logChanges(mine, services)
+	changed := s.logChanges(mine, listed, services)
 	s.announced = mine
 	// Without BGP configured, now or before, there is nothing to compute:
 	// the routes input is as large as the election's. BGP needs no
@@ -218,12 +225,15 @@ func (s *speaker) sync(ctx context.Context) error {
 		paths, bgpPools, bgpServices = &res, routes.AdvertisedPools(bgpIn), res.Services()
 	}
 	// Forwarding first, so that traffic a new route brings finds it.
-	s.forward(ctx, snap, mine, bgpServices)
+	s.forward(ctx, snap.services, mine, bgpServices)
 	if paths != nil {
 		s.syncBGP(ctx, snap, *paths)
 	}
 	s.reportProblems(res, alive, services, bgpPools)
-	s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
+	if changed || full || !slices.Equal(alive, s.writtenAlive) || s.writeFailed.Swap(false) {
+		s.writtenAlive = alive
+		s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
+	}
 	return nil
 }
 
@@ -295,13 +305,16 @@ func internalIP(n *corev1.Node) (netip.Addr, bool) {
 }
 
 // logChanges logs what this node gained and lost and records a
-// nodeAssigned Event on each Service it now answers for.
-func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, services map[string]*corev1.Service) {
+// nodeAssigned Event on each Service it now answers for. It says whether
+// anything changed.
+func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, listed map[netip.Addr]bool, services map[string]*service) bool {
+	changed := len(mine) != len(s.announced)
 	for ip, a := range mine {
 		old, had := s.announced[ip]
 		if had && slices.Equal(old.Interfaces, a.Interfaces) && slices.Equal(old.Services, a.Services) {
 			continue
 		}
+		changed = true
 		s.metrics.announced.WithLabelValues(ip.String()).Set(1)
 		ifaces := strings.Join(a.Interfaces, ",")
 		if ifaces == "" {
@@ -309,11 +322,16 @@ func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, services
 		}
 		for _, key := range a.Services {
 			s.log.Info("service announced", "service", key, "ip", ip.String(), "node", s.cfg.NodeName, "interface", ifaces, "protocol", protocol(ip))
-			if svc := services[key]; svc != nil && !had {
-				s.events.Eventf(svc, nil, corev1.EventTypeNormal, ReasonNodeAssigned, "Announce",
+			// A speaker restarted on the node that announced all along
+			// (its status says so) has no news to tell.
+			if sv := services[key]; sv != nil && !had && !listed[ip] {
+				s.events.Eventf(sv.obj, nil, corev1.EventTypeNormal, ReasonNodeAssigned, "Announce",
 					"announcing %s from node %s with protocol layer2 (%s) on interfaces %s", ip, s.cfg.NodeName, protocol(ip), ifaces)
 			}
 		}
+	}
+	if !changed {
+		return false // same size, nothing gained: nothing lost either
 	}
 	for ip, a := range s.announced {
 		if _, still := mine[ip]; still {
@@ -324,6 +342,7 @@ func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, services
 			s.log.Info("service withdrawn", "service", key, "ip", ip.String(), "node", s.cfg.NodeName, "protocol", protocol(ip))
 		}
 	}
+	return true
 }
 
 func protocol(ip netip.Addr) string {
@@ -336,7 +355,7 @@ func protocol(ip netip.Addr) string {
 // reportAnnounceErrors turns per-interface failures (an interface missing
 // on this node, say) into log lines, and into one Event per new failure
 // naming the interface.
-func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.Announcement, services map[string]*corev1.Service) {
+func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.Announcement, services map[string]*service) {
 	now := map[string]bool{}
 	for _, e := range unwrapAll(err) {
 		var ae *layer2.AnnounceError
@@ -351,8 +370,8 @@ func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.A
 		}
 		s.log.Warn("announce failed", "node", s.cfg.NodeName, "ip", ae.Addr.String(), "interface", ae.Interface, "err", ae.Err)
 		for _, svcKey := range mine[ae.Addr].Services {
-			if svc := services[svcKey]; svc != nil {
-				s.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAnnounceFailed, "Announce",
+			if sv := services[svcKey]; sv != nil {
+				s.events.Eventf(sv.obj, nil, corev1.EventTypeWarning, ReasonAnnounceFailed, "Announce",
 					"node %s cannot answer for %s on interface %q: %v; fix the L2Advertisement's interfaces or the node", s.cfg.NodeName, ae.Addr, ae.Interface, ae.Err)
 			}
 		}
@@ -381,7 +400,7 @@ func unwrapAll(err error) []error {
 //
 // A pool no L2Advertisement selects is only a problem when no
 // BGPAdvertisement selects it either (bgpPools).
-func (s *speaker) reportProblems(res election.Result, alive []string, services map[string]*corev1.Service, bgpPools map[string]bool) {
+func (s *speaker) reportProblems(res election.Result, alive []string, services map[string]*service, bgpPools map[string]bool) {
 	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
 	now := map[string]bool{}
 	quorum := true
@@ -402,8 +421,8 @@ func (s *speaker) reportProblems(res election.Result, alive []string, services m
 			continue
 		}
 		s.log.Warn("service not announced", "service", p.Service, "ip", addrString(p.IP), "pool", p.Pool, "reason", string(p.Reason), "err", p.Message)
-		if svc := services[p.Service]; svc != nil && reporter {
-			s.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonNotAnnounced, "Announce", "%s: %s", p.Kind, p.Message)
+		if sv := services[p.Service]; sv != nil && reporter {
+			s.events.Eventf(sv.obj, nil, corev1.EventTypeWarning, ReasonNotAnnounced, "Announce", "%s: %s", p.Kind, p.Message)
 		}
 	}
 	if quorum && s.quorumLost {

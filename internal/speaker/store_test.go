@@ -1,0 +1,71 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+func TestStore(t *testing.T) {
+	lb := func(name, ip string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+			Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: ip}}}}}
+	}
+	es := func(name, svc, node, ip string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Port: ptr(int32(8080))}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, NodeName: ptr(node)}},
+		}
+	}
+	st := newStore("node1")
+	svcH, sliceH := st.serviceHandler(), st.sliceHandler()
+	svcH.OnAdd(lb("a", "192.0.2.1"), true)
+	svcH.OnAdd(lb("b", "192.0.2.2"), true)
+	svcH.OnAdd(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cip"}}, true)
+	sliceH.OnAdd(es("a-1", "a", "node1", "10.0.0.1"), true)
+	sliceH.OnAdd(es("a-2", "a", "node2", "10.0.0.2"), true)
+	sliceH.OnAdd(es("b-1", "b", "node1", "10.0.0.3"), true)
+
+	got := st.services()
+	if len(got) != 2 || got["ns/cip"] != nil {
+		t.Fatalf("services = %v, want ns/a and ns/b: a ClusterIP Service is not derived", got)
+	}
+	a, b := got["ns/a"], got["ns/b"]
+	if !slices.Equal(a.ready, []string{"node1", "node2"}) || len(a.rules) != 1 ||
+		!slices.Equal(a.rules[0].Endpoints, []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:8080")}) {
+		t.Errorf("ns/a = %+v: want ready on node1 and node2, forwarded to its node1 endpoint only", a)
+	}
+
+	// A slice moving from b to a changes both, and only them.
+	sliceH.OnUpdate(nil, es("b-1", "a", "node3", "10.0.0.3"))
+	got = st.services()
+	if got["ns/b"] == b || len(got["ns/b"].ready) != 0 || len(got["ns/b"].rules) != 0 {
+		t.Errorf("ns/b after its slice left: %+v, want derived again with no endpoints", got["ns/b"])
+	}
+	if !slices.Equal(got["ns/a"].ready, []string{"node1", "node2", "node3"}) {
+		t.Errorf("ns/a ready = %v after b-1 joined it, want node1..3", got["ns/a"].ready)
+	}
+	a = got["ns/a"]
+	sliceH.OnUpdate(nil, es("other", "c", "node1", "10.0.0.9"))
+	if got = st.services(); got["ns/a"] != a {
+		t.Error("ns/a was derived again though nothing of it changed")
+	}
+
+	// Deletions, including one seen only as a tombstone.
+	sliceH.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "ns/a-1", Obj: es("a-1", "a", "node1", "10.0.0.1")})
+	if got = st.services(); !slices.Equal(got["ns/a"].ready, []string{"node2", "node3"}) || len(got["ns/a"].rules) != 0 {
+		t.Errorf("ns/a after a-1 was deleted: %+v", got["ns/a"])
+	}
+	svcH.OnDelete(lb("a", "192.0.2.1"))
+	if got = st.services(); got["ns/a"] != nil || len(got) != 1 {
+		t.Errorf("services after ns/a was deleted: %v", got)
+	}
+}
