@@ -6,18 +6,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ironlb/ironlb/internal/controller"
+	"github.com/ironlb/ironlb/internal/startup"
 )
 
 func main() {
@@ -40,6 +37,7 @@ func main() {
 	flag.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz; 0 disables")
 	ipMode := flag.String("ip-mode", "VIP", "status.loadBalancer.ingress[].ipMode: Proxy when the speakers run with --dataplane=nftables or ipvs, VIP otherwise")
 	flag.IntVar(&o.Workers, "workers", 32, "Services reconciled at once (the allocator is serialised; workers overlap API writes)")
+	flag.BoolVar(&o.Profiling, "profiling", false, "also serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on the metrics address")
 	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
 
 	switch m := corev1.LoadBalancerIPMode(*ipMode); m {
@@ -50,22 +48,19 @@ func main() {
 		os.Exit(2)
 	}
 
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "--log-level: %v\n", err)
+	logger, err := startup.Logger(*level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-
-	ctrllog.SetLogger(logr.FromSlogHandler(o.Logger.Handler()))
-
-	rest, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-	if err != nil {
-		o.Logger.Error("loading kubeconfig", "kubeconfig", *kubeconfig, "err", err)
+	o.Logger = logger
+	if soft := startup.MemoryLimit(); soft > 0 {
+		logger.Info("memory limit", "soft_limit_bytes", soft)
+	}
+	if o.Rest, err = startup.Rest(*kubeconfig, *qps, *burst); err != nil {
+		logger.Error("controller not started", "err", err)
 		os.Exit(1)
 	}
-	rest.QPS, rest.Burst = float32(*qps), *burst
-	o.Rest = rest
 
 	// Go and process metrics come with controller-runtime's registry, which
 	// is served alongside this one.

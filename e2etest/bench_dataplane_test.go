@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,13 +45,28 @@ import (
 // default) between syncs; that is part of its change latency, as it is in
 // a cluster.
 //
-// Run: make bench-dataplane (sets IRONLB_KUBE_PROXY).
+// Run: make bench-dataplane (sets IRONLB_KUBE_PROXY). To iterate on the
+// speaker alone, IRONLB_KUBE_PROXY=none leaves kube-proxy out, and
+// IRONLB_BENCH_SIZES (say "10000") picks the sizes, and IRONLB_BENCH_PROFILE
+// names a directory for the speaker's heap profile after each settle and
+// its CPU profile over the endpoint changes.
 func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 	kp := os.Getenv("IRONLB_KUBE_PROXY")
 	if kp == "" {
 		b.Skip("IRONLB_KUBE_PROXY names no kube-proxy binary: run make bench-dataplane")
 	}
-	speakerArgs := []string{"--dataplane=nftables"}
+	sizes := []int{1000, 10000}
+	if env := os.Getenv("IRONLB_BENCH_SIZES"); env != "" {
+		sizes = nil
+		for _, f := range strings.Fields(env) {
+			n, err := strconv.Atoi(f)
+			if err != nil || n <= 0 || n > 30000 {
+				b.Fatalf("IRONLB_BENCH_SIZES: %q is not a number of Services up to 30000", f)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	speakerArgs := []string{"--dataplane=nftables", "--profiling"}
 	l := ownLab(b, 240, "dpk", func(c *lab.ClusterConfig) { c.SpeakerArgs = speakerArgs })
 	ctx := context.Background()
 	c, err := l.Client()
@@ -57,13 +74,16 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	d := &dpBench{b: b, lab: l, c: c, kubeProxy: kp, speakerArgs: speakerArgs}
+	if kp == "none" {
+		d.kubeProxy = ""
+	}
 	d.setup(ctx)
 	d.startKubeProxy(ctx, false)
 
 	// One benchmark, no sub-benchmarks: the testing package runs a parent
 	// benchmark's body more than once, and this lab is built once.
 	created := 0
-	for _, n := range []int{1000, 10000} {
+	for _, n := range sizes {
 		d.createServices(ctx, created, n)
 		created = n
 		d.settle(ctx, n, time.Now())
@@ -80,6 +100,7 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 			b.ReportMetric(kubeProxy, fmt.Sprintf("kube-proxy-%s-%s@%d", metric, unit, n))
 		}
 		ilbRSS, kpRSS := d.rss("speaker-node1"), d.rss("kube-proxy")
+		fmt.Printf("%d Services: speaker RSS %.1f MiB, RssAnon %.1f MiB\n", n, float64(ilbRSS)/(1<<20), float64(d.anon("speaker-node1"))/(1<<20))
 		for _, deleted := range []bool{false, true} {
 			table := "present"
 			if deleted {
@@ -90,10 +111,22 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 			report("full sync, table "+table, ilb, kpf, "s")
 		}
 		d.settle(ctx, n, time.Time{})
-		lat, cost, kpLat, kpCost, missed := d.endpointChanges(ctx, 3)
+		// kube-proxy can take minutes per change at 10,000 Services.
+		runs := 3
+		if d.kubeProxy == "" {
+			runs = 9
+		}
+		d.profile("heap", fmt.Sprintf("heap-%d.pprof", n))
+		profiled := make(chan struct{})
+		go func() {
+			defer close(profiled)
+			d.profile("profile?seconds=20", fmt.Sprintf("cpu-%d.pprof", n))
+		}()
+		lat, cost, kpLat, kpCost, missed := d.endpointChanges(ctx, runs)
+		<-profiled
 		report("endpoint change landed (p50)", ms(lat), ms(kpLat), "ms")
 		report("that sync's own cost (p50)", ms(cost), ms(kpCost), "ms")
-		report("endpoint changes of 3 not synced in 5 minutes", float64(missed[0]), float64(missed[1]), "runs")
+		report(fmt.Sprintf("endpoint changes of %d not synced in 5 minutes", runs), float64(missed[0]), float64(missed[1]), "runs")
 		report("RSS after the first settle", float64(ilbRSS)/(1<<20), float64(kpRSS)/(1<<20), "MiB")
 		logTable(b, fmt.Sprintf("%d LoadBalancer Services x 10 endpoints\n| | IronLB speaker | kube-proxy nftables | kube-proxy / IronLB |\n|---|---|---|---|\n%s",
 			n, strings.Join(rows, "\n")))
@@ -160,6 +193,9 @@ func (d *dpBench) setup(ctx context.Context) {
 // startKubeProxy starts kube-proxy in node2's namespace, after deleting
 // its tables if asked.
 func (d *dpBench) startKubeProxy(ctx context.Context, deleteTables bool) {
+	if d.kubeProxy == "" {
+		return
+	}
 	nd, _ := d.lab.Network.Node("node2")
 	if deleteTables {
 		for _, fam := range []string{"ip", "ip6"} {
@@ -261,6 +297,9 @@ func (d *dpBench) settle(ctx context.Context, n int, since time.Time) {
 		return err == nil && int(v) == n, fmt.Sprintf("speaker forwards %v (%v)", v, err)
 	})
 	wait("kube-proxy", func() (bool, string) {
+		if d.kubeProxy == "" {
+			return true, ""
+		}
 		pending := 0.0
 		for _, m := range []string{"kubeproxy_sync_proxy_rules_service_changes_pending", "kubeproxy_sync_proxy_rules_endpoint_changes_pending"} {
 			v, err := d.metric("node2", kubeProxyMetrics, m)
@@ -299,6 +338,9 @@ func (d *dpBench) ironlbFullSync(ctx context.Context, deleteTable bool) float64 
 // kubeProxyFullSync restarts kube-proxy, after deleting its tables if
 // asked, and returns its first full sync's duration from its metrics.
 func (d *dpBench) kubeProxyFullSync(ctx context.Context, deleteTables bool) float64 {
+	if d.kubeProxy == "" {
+		return 0
+	}
 	if err := d.lab.Process("kube-proxy").Stop(10 * time.Second); err != nil {
 		d.b.Fatal(err)
 	}
@@ -336,6 +378,14 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 		{node: "node2", port: kubeProxyMetrics, last: `kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}`,
 			sum: `kubeproxy_sync_partial_proxy_rules_duration_seconds_sum{ip_family="IPv4"}`, count: `kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"}`},
 	}
+	if d.kubeProxy == "" {
+		probes = probes[:1]
+	}
+	speakerSync := func() (sum, count float64) {
+		sum, _ = d.metric("node1", lab.SpeakerMetricsPort, "ironlb_speaker_sync_duration_seconds_sum")
+		count, _ = d.metric("node1", lab.SpeakerMetricsPort, "ironlb_speaker_sync_duration_seconds_count")
+		return sum, count
+	}
 	for i := range runs {
 		var es discoveryv1.EndpointSlice
 		if err := d.c.Get(ctx, client.ObjectKey{Namespace: benchDPNS, Name: "dp-00000"}, &es); err != nil {
@@ -347,6 +397,7 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 			sums[p], _ = d.metric(p.node, p.port, p.sum)
 			counts[p], _ = d.metric(p.node, p.port, p.count)
 		}
+		syncSum, syncCount := speakerSync()
 		t0 := time.Now()
 		if err := d.c.Update(ctx, &es); err != nil {
 			d.b.Fatal(err)
@@ -380,6 +431,10 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 				p.cost = append(p.cost, time.Duration((s-sums[p])/(n-counts[p])*float64(time.Second)))
 			}
 		}
+		if sum, count := speakerSync(); count > syncCount {
+			fmt.Printf("endpoint change %d: speaker synced after %v; %v speaker syncs took %.1f ms in all\n", i, probes[0].lat[len(probes[0].lat)-1],
+				count-syncCount, (sum-syncSum)*1000)
+		}
 		time.Sleep(2 * time.Second) // past kube-proxy's minimum sync period
 	}
 	// The median of the runs that synced at all (a run that did not is
@@ -391,6 +446,9 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 		}
 		slices.Sort(s)
 		return s[len(s)/2]
+	}
+	if len(probes) == 1 {
+		return med(probes[0].lat), med(probes[0].cost), 0, 0, missed
 	}
 	return med(probes[0].lat), med(probes[0].cost), med(probes[1].lat), med(probes[1].cost), missed
 }
@@ -427,7 +485,44 @@ func (d *dpBench) logTail(node string) string {
 }
 
 func (d *dpBench) rss(process string) int64 {
+	if process == "kube-proxy" && d.kubeProxy == "" {
+		return 0
+	}
 	v, err := d.lab.Process(process).RSSBytes()
+	if err != nil {
+		d.b.Fatal(err)
+	}
+	return v
+}
+
+// profile saves one of the speaker's /debug/pprof profiles to
+// $IRONLB_BENCH_PROFILE/file, when that is set.
+func (d *dpBench) profile(what, file string) {
+	dir := os.Getenv("IRONLB_BENCH_PROFILE")
+	if dir == "" {
+		return
+	}
+	nd, _ := d.lab.Network.Node("node1")
+	hc := &http.Client{Timeout: time.Minute}
+	resp, err := hc.Get(fmt.Sprintf("http://%s/debug/pprof/%s", netip.AddrPortFrom(nd.Mgmt, lab.SpeakerMetricsPort), what))
+	if err != nil {
+		d.b.Errorf("profile %s: %v", what, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, file), body, 0o644)
+	}
+	if err != nil {
+		d.b.Errorf("profile %s: %v", what, err)
+	}
+}
+
+// anon is a process's anonymous RSS (heap, stacks), without the pages of
+// its executable that VmRSS also counts.
+func (d *dpBench) anon(process string) int64 {
+	v, err := d.lab.Process(process).StatusBytes("RssAnon")
 	if err != nil {
 		d.b.Fatal(err)
 	}

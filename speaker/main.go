@@ -7,19 +7,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/tools/clientcmd"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ironlb/ironlb/internal/members"
 	"github.com/ironlb/ironlb/internal/speaker"
+	"github.com/ironlb/ironlb/internal/startup"
 )
 
 func main() {
@@ -48,15 +45,18 @@ func main() {
 	flag.DurationVar(&cfg.Debounce, "debounce", 0, "coalesce changes for this long before an election (default 10ms)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", ":7473", "address of the Prometheus /metrics endpoint; 0 disables")
 	flag.StringVar(&cfg.HealthAddr, "health-addr", ":8082", "address of /healthz and /readyz; 0 disables")
+	flag.BoolVar(&cfg.Profiling, "profiling", false, "also serve Go's CPU, heap and goroutine profiles under /debug/pprof/ on the metrics address")
 	_ = flag.Parse(os.Args[1:]) // ExitOnError: never returns an error
 
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "--log-level: %v\n", err)
+	logger, err := startup.Logger(*level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	ctrllog.SetLogger(logr.FromSlogHandler(cfg.Logger.Handler()))
+	cfg.Logger = logger
+	if soft := startup.MemoryLimit(); soft > 0 {
+		logger.Info("memory limit", "node", cfg.NodeName, "soft_limit_bytes", soft)
+	}
 	if *bind != "" {
 		ip, err := netip.ParseAddr(*bind)
 		if err != nil {
@@ -65,13 +65,10 @@ func main() {
 		}
 		cfg.BindAddr = ip
 	}
-	rest, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-	if err != nil {
-		cfg.Logger.Error("loading kubeconfig", "kubeconfig", *kubeconfig, "err", err)
+	if cfg.Rest, err = startup.Rest(*kubeconfig, *qps, *burst); err != nil {
+		logger.Error("speaker not started", "err", err)
 		os.Exit(1)
 	}
-	rest.QPS, rest.Burst = float32(*qps), *burst
-	cfg.Rest = rest
 	cfg.Registry = prometheus.NewRegistry()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

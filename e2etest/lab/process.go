@@ -146,21 +146,25 @@ func (p *Process) CPUSeconds() (float64, error) {
 }
 
 // RSSBytes is the process's resident set size (VmRSS).
-func (p *Process) RSSBytes() (int64, error) {
+func (p *Process) RSSBytes() (int64, error) { return p.StatusBytes("VmRSS") }
+
+// StatusBytes reads one memory field of /proc/PID/status (VmRSS, RssAnon,
+// RssFile, VmHWM...), in bytes.
+func (p *Process) StatusBytes(field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
 	if err != nil {
-		return 0, fmt.Errorf("reading RSS of %s: %w", p.Name, err)
+		return 0, fmt.Errorf("reading %s of %s: %w", field, p.Name, err)
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parsing VmRSS %q of %s: %w", v, p.Name, err)
+				return 0, fmt.Errorf("parsing %s %q of %s: %w", field, v, p.Name, err)
 			}
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status of %s", p.PID, p.Name)
+	return 0, fmt.Errorf("no %s in /proc/%d/status of %s", field, p.PID, p.Name)
 }
 
 func startTicks(pid int) (uint64, error) {

@@ -33,6 +33,8 @@ type Options struct {
 	LeaseDuration time.Duration
 	// MetricsAddr and HealthAddr are listen addresses; "0" disables.
 	MetricsAddr, HealthAddr string
+	// Profiling serves /debug/pprof/ on MetricsAddr.
+	Profiling bool
 	// Registry receives the controller's metrics; it is also what the
 	// metrics endpoint serves.
 	Registry *prometheus.Registry
@@ -97,7 +99,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("setting up the service controller: %w", err)
 	}
 	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
-		if err := mgr.Add(metrics.Server(o.MetricsAddr, o.Registry, o.Logger)); err != nil {
+		if err := mgr.Add(metrics.Server(o.MetricsAddr, o.Registry, o.Profiling, o.Logger)); err != nil {
 			return err
 		}
 	}

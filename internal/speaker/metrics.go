@@ -9,6 +9,7 @@ type metrics struct {
 	membersAlive     prometheus.Gauge
 	speakersExpected prometheus.Gauge
 	quorum           prometheus.Gauge
+	syncDuration     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,7 +34,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ironlb_speaker_quorum",
 			Help: "1 while this node sees a majority of the expected speakers and may announce, else 0.",
 		}),
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ironlb_speaker_sync_duration_seconds",
+			Help:    "Time one sync takes: election, announcing, forwarding and BGP, from reading the cache to the last change applied.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 	}
-	reg.MustRegister(m.announced, m.answers, m.membersAlive, m.speakersExpected, m.quorum)
+	reg.MustRegister(m.announced, m.answers, m.membersAlive, m.speakersExpected, m.quorum, m.syncDuration)
 	return m
 }

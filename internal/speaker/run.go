@@ -65,8 +65,10 @@ type Config struct {
 	Rest *rest.Config
 	// MetricsAddr and HealthAddr are listen addresses; "" or "0" disables.
 	MetricsAddr, HealthAddr string
-	Registry                *prometheus.Registry
-	Logger                  *slog.Logger
+	// Profiling serves /debug/pprof/ on MetricsAddr.
+	Profiling bool
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
 }
 
 // SecretKey is the key in the memberlist Secret that holds the gossip key.
@@ -125,8 +127,12 @@ func Run(ctx context.Context, cfg Config) error {
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 			&v1beta1.IPAddressPool{}:   {Namespaces: inNS},
 			&v1beta1.L2Advertisement{}: {Namespaces: inNS},
-			&v1beta1.ServiceL2Status{}: {Namespaces: inNS},
-			&corev1.Pod{}:              {Namespaces: inNS, Label: labels.SelectorFromSet(SpeakerLabels)},
+			&v1beta1.ServiceL2Status{}: {Namespaces: inNS, Transform: trimL2Status},
+			// Every Service and EndpointSlice of the cluster: trimmed to
+			// what a sync reads (trim.go).
+			&corev1.Service{}:            {Transform: trimService},
+			&discoveryv1.EndpointSlice{}: {Transform: newSliceTrimmer(cfg.NodeName).trim},
+			&corev1.Pod{}:                {Namespaces: inNS, Label: labels.SelectorFromSet(SpeakerLabels)},
 			// BGP configuration and status, and the BGPPeer password
 			// Secrets: all in the speaker's namespace.
 			&v1beta1.BGPPeer{}:          {Namespaces: inNS},
@@ -238,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "0" {
-		if err := mgr.Add(ironmetrics.Server(cfg.MetricsAddr, cfg.Registry, cfg.Logger)); err != nil {
+		if err := mgr.Add(ironmetrics.Server(cfg.MetricsAddr, cfg.Registry, cfg.Profiling, cfg.Logger)); err != nil {
 			return err
 		}
 	}

@@ -141,6 +141,8 @@ func (s *speaker) run(ctx context.Context) error {
 		start := time.Now()
 		err := s.sync(ctx, full)
 		lastEnd, lastTook = time.Now(), time.Since(start)
+		s.metrics.syncDuration.Observe(lastTook.Seconds())
+		s.log.Debug("synced", "node", s.cfg.NodeName, "took", lastTook.String(), "full", full)
 		if err != nil {
 			s.log.Warn("sync failed", "node", s.cfg.NodeName, "err", err)
 			// Retry soon; a later change retries sooner.
