@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -36,6 +37,8 @@ import (
 //     router's kernel table. Target p50 < 100 ms.
 //   - BenchmarkBGPEndpointUnready: the EndpointSlice update that makes a
 //     Service's only endpoint unready to its route gone. Target < 50 ms.
+//     Timed at FRR (as installed, and with `zebra work-queue 0`) and, in
+//     the same runs, at a BIRD 2 beside it, which has no hold timers.
 //   - BenchmarkBGPScale: 200 and 1,000 Services already holding addresses,
 //     then one BGPAdvertisement: time to every route in the router's
 //     kernel table (target < 1 s at 1,000), and speaker RSS (target < 50 MB
@@ -191,6 +194,7 @@ type routeEvent struct {
 	at      time.Time
 	dst     string
 	deleted bool
+	table   string // "" for main
 }
 
 // routeMonitor runs `ip -ts monitor route` in the router namespace and
@@ -253,6 +257,11 @@ func parseRouteEvent(line string) (routeEvent, bool) {
 		return routeEvent{}, false
 	}
 	ev.dst = strings.TrimSuffix(f[0], "/32")
+	for i := 1; i+1 < len(f); i++ {
+		if f[i] == "table" && f[i+1] != "main" {
+			ev.table = f[i+1]
+		}
+	}
 	return ev, true
 }
 
@@ -264,12 +273,18 @@ func (m *routeMonitor) Close() {
 	<-m.done
 }
 
-// first is the first event for dst after t with the given kind.
+// first is the first event for dst in the main table after t with the
+// given kind.
 func (m *routeMonitor) first(dst string, deleted bool, t time.Time) (time.Time, bool) {
+	return m.firstIn("", dst, deleted, t)
+}
+
+// firstIn is first for kernel table table ("" for main).
+func (m *routeMonitor) firstIn(table, dst string, deleted bool, t time.Time) (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, ev := range m.evs {
-		if ev.dst == dst && ev.deleted == deleted && !ev.at.Before(t) {
+		if ev.table == table && ev.dst == dst && ev.deleted == deleted && !ev.at.Before(t) {
 			return ev.at, true
 		}
 	}
@@ -278,9 +293,14 @@ func (m *routeMonitor) first(dst string, deleted bool, t time.Time) (time.Time, 
 
 // wait polls first until it finds the event or d passes.
 func (m *routeMonitor) wait(dst string, deleted bool, t time.Time, d time.Duration) (time.Duration, bool) {
+	return m.waitIn("", dst, deleted, t, d)
+}
+
+// waitIn is wait for kernel table table ("" for main).
+func (m *routeMonitor) waitIn(table, dst string, deleted bool, t time.Time, d time.Duration) (time.Duration, bool) {
 	deadline := time.Now().Add(d)
 	for {
-		if at, ok := m.first(dst, deleted, t); ok {
+		if at, ok := m.firstIn(table, dst, deleted, t); ok {
 			return at.Sub(t), true
 		}
 		if time.Now().After(deadline) {
@@ -298,7 +318,7 @@ func (m *routeMonitor) distinct(prefix string, deleted bool, t time.Time) (int, 
 	seen := map[string]bool{}
 	var last time.Time
 	for _, ev := range m.evs {
-		if ev.deleted == deleted && !ev.at.Before(t) && strings.HasPrefix(ev.dst, prefix) && !seen[ev.dst] {
+		if ev.table == "" && ev.deleted == deleted && !ev.at.Before(t) && strings.HasPrefix(ev.dst, prefix) && !seen[ev.dst] {
 			seen[ev.dst] = true
 			last = ev.at
 		}
@@ -515,14 +535,145 @@ func BenchmarkBGPServiceCreate(b *testing.B) {
 // (externalTrafficPolicy Local: node1 alone advertises; Cluster: all three
 // do); the EndpointSlice update that makes it unready, to the route gone
 // from the router. Target: < 50 ms.
+//
+// Each run is watched at two routers at once: FRR, and a BIRD 2 beside it
+// in the router namespace (its own address, port and kernel table, and a
+// second BGPPeer), so the same withdrawal is timed through both. FRR holds
+// every change for two work-queue delays before it reaches the kernel:
+// bgpd's route-processing queue (50 ms, fixed in bgpd) and zebra's RIB
+// queue (10 ms by default, `zebra work-queue` in zebra's config). Each
+// policy is run with FRR as installed (frr=default) and with `zebra
+// work-queue 0` (frr=zebra-wq-0), a setting an operator can make on the
+// router; the benchmark sets it back at the end.
 func BenchmarkBGPEndpointUnready(b *testing.B) {
 	e := benchBGPCluster(b)
+	bird := e.startBIRDBeside(b)
 	for _, policy := range []corev1.ServiceExternalTrafficPolicy{corev1.ServiceExternalTrafficPolicyLocal, corev1.ServiceExternalTrafficPolicyCluster} {
-		b.Run("policy="+string(policy), func(b *testing.B) { e.benchUnready(b, policy) })
+		b.Run("policy="+string(policy), func(b *testing.B) { e.benchUnready(b, policy, bird) })
 	}
 }
 
-func (e *bgpBench) benchUnready(b *testing.B, policy corev1.ServiceExternalTrafficPolicy) {
+// benchFRRTunings are the FRR settings the unready figure is taken with:
+// vtysh configuration commands to apply and to undo.
+var benchFRRTunings = []struct {
+	name        string
+	apply, undo []string
+}{
+	{name: "default"},
+	{name: "zebra-wq-0", apply: []string{"zebra work-queue 0"}, undo: []string{"no zebra work-queue"}},
+}
+
+const (
+	benchBIRDPeer  = "router-bird"
+	benchBIRDPort  = 1179
+	benchBIRDTable = "100"
+)
+
+// benchBIRDAddr is BIRD's address on the router's LAN interface.
+var benchBIRDAddr = netip.MustParseAddr("192.168.100.2")
+
+// startBIRDBeside starts BIRD in the router namespace beside FRR
+// (lab.BIRDOptions) and a BGPPeer for it, and waits until every node's
+// IPv4 session with it is up. Both go away when b ends.
+func (e *bgpBench) startBIRDBeside(b *testing.B) *lab.BIRD {
+	b.Helper()
+	ctx := context.Background()
+	table, _ := strconv.Atoi(benchBIRDTable)
+	bird, err := e.lab.StartBIRDWith(ctx, 64500, 64501, lab.BIRDOptions{
+		Address: benchBIRDAddr, Port: benchBIRDPort, Table: table, Passive: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer := &v1beta1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: benchBIRDPeer, Namespace: lab.Namespace},
+		Spec: v1beta1.BGPPeerSpec{MyASN: 64501, PeerASN: 64500, PeerAddress: benchBIRDAddr.String(), PeerPort: benchBIRDPort,
+			ConnectTime: &metav1.Duration{Duration: 2 * time.Second}}}
+	if err := e.c.Create(ctx, peer); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = e.c.Delete(ctx, peer)
+		if p := e.lab.Process("bird"); p != nil {
+			_ = p.Stop(5 * time.Second)
+		}
+		_, _ = e.lab.Network.Exec(ctx, "router", "ip", "addr", "del", netip.PrefixFrom(benchBIRDAddr, 24).String(), "dev", "eth0")
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, out, err := birdProtocols(ctx, bird)
+		up := 0
+		for _, nd := range e.lab.Network.Nodes {
+			if st[lab.BIRDProtocol(nd.Name, "4")] == "Established" {
+				up++
+			}
+		}
+		if err == nil && up == len(e.lab.Network.Nodes) {
+			return bird
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("BIRD beside FRR: %d of %d IPv4 sessions Established after 60 s (%v):\n%s", up, len(e.lab.Network.Nodes), err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tableNextHops is kernelNextHops for the router's kernel table table.
+func tableNextHops(ctx context.Context, l *lab.Lab, table, dst string) (int, error) {
+	out, err := l.Network.Exec(ctx, "router", "ip", "-j", "route", "show", "table", table, dst)
+	if err != nil {
+		return 0, err
+	}
+	var routes []struct {
+		Gateway  string            `json:"gateway"`
+		NextHops []json.RawMessage `json:"nexthops"`
+	}
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return 0, fmt.Errorf("parsing routes %q: %w", out, err)
+	}
+	n := 0
+	for _, r := range routes {
+		if r.Gateway != "" {
+			n++
+		}
+		n += len(r.NextHops)
+	}
+	return n, nil
+}
+
+// frrWorkQueueHolds reads the hold times of bgpd's route-processing queue
+// and zebra's RIB queue from `show work-queues`: "bgpd 50 ms, zebra 10 ms".
+func (e *bgpBench) frrWorkQueueHolds(ctx context.Context) string {
+	out, err := e.frr.Vtysh(ctx, "show work-queues")
+	if err != nil {
+		return err.Error()
+	}
+	return parseWorkQueueHolds(string(out))
+}
+
+func parseWorkQueueHolds(out string) string {
+	var holds []string
+	daemon := ""
+	for line := range strings.SplitSeq(out, "\n") {
+		if d, ok := strings.CutPrefix(line, "Work queue statistics for "); ok {
+			daemon = strings.TrimSuffix(strings.TrimSpace(d), ":")
+			continue
+		}
+		// [P] Items Hold Total Total Best Gran. Total Avg. Name...
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "P" {
+			f = f[1:]
+		}
+		if len(f) < 9 {
+			continue
+		}
+		name := strings.Join(f[8:], " ")
+		if _, err := strconv.Atoi(f[1]); err == nil && (name == "route_node processing" || strings.HasPrefix(name, "process_queue")) {
+			holds = append(holds, fmt.Sprintf("%s %s ms", daemon, f[1]))
+		}
+	}
+	return strings.Join(holds, ", ")
+}
+
+func (e *bgpBench) benchUnready(b *testing.B, policy corev1.ServiceExternalTrafficPolicy, bird *lab.BIRD) {
 	ctx := context.Background()
 	name := "unready-" + strings.ToLower(string(policy))
 	ip := benchBGPPrefix + map[corev1.ServiceExternalTrafficPolicy]string{corev1.ServiceExternalTrafficPolicyLocal: "60", corev1.ServiceExternalTrafficPolicyCluster: "61"}[policy]
@@ -539,7 +690,7 @@ func (e *bgpBench) benchUnready(b *testing.B, policy corev1.ServiceExternalTraff
 		_ = e.c.Delete(ctx, svc)
 		_ = e.c.Delete(ctx, es)
 	}()
-	setReady := func(ready bool) time.Time {
+	setReady := func(b *testing.B, ready bool) time.Time {
 		for {
 			var cur discoveryv1.EndpointSlice
 			if err := e.c.Get(ctx, client.ObjectKeyFromObject(es), &cur); err != nil {
@@ -560,56 +711,88 @@ func (e *bgpBench) benchUnready(b *testing.B, policy corev1.ServiceExternalTraff
 	if policy == corev1.ServiceExternalTrafficPolicyCluster {
 		want = len(e.nodes4)
 	}
-	runs := benchBGPRuns(1)
-	var took, onWire sample
-	missed := 0
-	var table strings.Builder
-	fmt.Fprintf(&table, "\n  run  UPDATE at the router  route withdrawn (ms from the EndpointSlice update)\n")
-	for range b.N {
-		took = took[:0]
-		for i := range runs {
-			if i > 0 {
-				setReady(true)
-			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				hops, err := kernelNextHops(ctx, e.lab, ip)
-				if err == nil && len(hops) == want {
-					break
+	ready := true
+	for _, tuning := range benchFRRTunings {
+		b.Run("frr="+tuning.name, func(b *testing.B) {
+			vtysh := func(cmds []string) {
+				if len(cmds) == 0 {
+					return
 				}
-				if time.Now().After(deadline) {
-					b.Fatalf("%s: route via %d next hops never came: %v (%v)", ip, want, hops, err)
+				args := append(append([]string{"configure terminal"}, cmds...), "end")
+				if out, err := e.frr.Vtysh(ctx, args...); err != nil {
+					b.Fatalf("%v: %s", err, out)
 				}
-				time.Sleep(20 * time.Millisecond)
 			}
-			time.Sleep(300 * time.Millisecond)
-			m := e.monitor(b)
-			w := e.wire(b)
-			t0 := setReady(false)
-			d, ok := m.wait(ip, true, t0, 10*time.Second)
-			m.Close()
-			w.Close()
-			wd, wok := w.first(t0)
-			if ok {
-				took = append(took, d)
-			} else {
-				missed++
+			vtysh(tuning.apply)
+			defer vtysh(tuning.undo)
+			holds := e.frrWorkQueueHolds(ctx)
+			runs := benchBGPRuns(1)
+			var took, onWire, atBIRD sample
+			missed, missedBIRD := 0, 0
+			var table strings.Builder
+			fmt.Fprintf(&table, "\n  FRR work-queue holds: %s\n", holds)
+			fmt.Fprintf(&table, "  run  UPDATE at FRR  FRR withdrawn  BIRD withdrawn (ms from the EndpointSlice update)\n")
+			for range b.N {
+				took, onWire, atBIRD = took[:0], onWire[:0], atBIRD[:0]
+				for i := range runs {
+					if !ready {
+						setReady(b, true)
+						ready = true
+					}
+					deadline := time.Now().Add(20 * time.Second)
+					for {
+						hops, err := kernelNextHops(ctx, e.lab, ip)
+						birdHops, berr := tableNextHops(ctx, e.lab, benchBIRDTable, ip)
+						if err == nil && berr == nil && len(hops) == want && birdHops == want {
+							break
+						}
+						if time.Now().After(deadline) {
+							b.Fatalf("%s: route via %d next hops never came: FRR %v (%v), BIRD %d (%v)", ip, want, hops, err, birdHops, berr)
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+					time.Sleep(300 * time.Millisecond)
+					m := e.monitor(b)
+					w := e.wire(b)
+					t0 := setReady(b, false)
+					ready = false
+					d, ok := m.wait(ip, true, t0, 10*time.Second)
+					bd, bok := m.waitIn(benchBIRDTable, ip, true, t0, 10*time.Second)
+					m.Close()
+					w.Close()
+					wd, wok := w.first(t0)
+					if ok {
+						took = append(took, d)
+					} else {
+						missed++
+					}
+					if bok {
+						atBIRD = append(atBIRD, bd)
+					} else {
+						missedBIRD++
+					}
+					if wok {
+						onWire = append(onWire, wd)
+					}
+					fmt.Fprintf(&table, "  %3d         %s         %s          %s\n", i+1, fmtMS(wd, wok), fmtMS(d, ok), fmtMS(bd, bok))
+				}
 			}
-			if wok {
-				onWire = append(onWire, wd)
+			fmt.Fprintf(&table, "  p50         %s         %s          %s\n  max         %s         %s          %s\n",
+				fmtMS(onWire.pct(.5), len(onWire) > 0), fmtMS(took.pct(.5), len(took) > 0), fmtMS(atBIRD.pct(.5), len(atBIRD) > 0),
+				fmtMS(onWire.pct(1), len(onWire) > 0), fmtMS(took.pct(1), len(took) > 0), fmtMS(atBIRD.pct(1), len(atBIRD) > 0))
+			fmt.Fprintf(&table, "  (withdrawn = the route's deletion in the router's kernel table: FRR's main table, BIRD's table %s;\n"+
+				"   UPDATE = the first UPDATE reaching FRR's port (tcpdump); BIRD gets the same withdrawal on its own session)", benchBIRDTable)
+			logTable(b, table.String())
+			b.ReportMetric(ms(took.pct(.5)), "withdraw-p50-ms")
+			b.ReportMetric(ms(took.pct(1)), "withdraw-max-ms")
+			b.ReportMetric(ms(atBIRD.pct(.5)), "bird-withdraw-p50-ms")
+			b.ReportMetric(ms(atBIRD.pct(1)), "bird-withdraw-max-ms")
+			b.ReportMetric(ms(onWire.pct(.5)), "update-p50-ms")
+			b.ReportMetric(float64(missed+missedBIRD), "missed")
+			if missed > 0 || missedBIRD > 0 {
+				b.Errorf("of %d runs, the route stayed in FRR %d times and in BIRD %d times", runs, missed, missedBIRD)
 			}
-			fmt.Fprintf(&table, "  %3d  %s                %s\n", i+1, fmtMS(wd, wok), fmtMS(d, ok))
-		}
-	}
-	fmt.Fprintf(&table, "  p50  %s                %s\n  max  %s                %s", fmtMS(onWire.pct(.5), len(onWire) > 0), fmtMS(took.pct(.5), len(took) > 0),
-		fmtMS(onWire.pct(1), len(onWire) > 0), fmtMS(took.pct(1), len(took) > 0))
-	logTable(b, table.String())
-	b.ReportMetric(ms(took.pct(.5)), "withdraw-p50-ms")
-	b.ReportMetric(ms(took.pct(1)), "withdraw-max-ms")
-	b.ReportMetric(ms(onWire.pct(.5)), "update-p50-ms")
-	b.ReportMetric(float64(missed), "missed")
-	if missed > 0 {
-		b.Errorf("%d of %d runs: the route stayed", missed, runs)
+		})
 	}
 }
 
