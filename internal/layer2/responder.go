@@ -3,11 +3,9 @@ package layer2
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,9 +20,12 @@ type responder struct {
 	w      wire
 	log    *slog.Logger
 
-	// owned is replaced, never changed in place, by add and remove (called
-	// under the Announcer's lock); the serving goroutine only loads it.
-	owned atomic.Pointer[map[netip.Addr]struct{}]
+	// owned are the addresses answered for: add and remove (called under
+	// the Announcer's lock) change it, the serving goroutine reads it once
+	// per request. Not copied on write: adding 10,000 addresses one by one
+	// would copy it 10,000 times.
+	ownedMu sync.RWMutex
+	owned   map[netip.Addr]struct{}
 
 	mu      sync.Mutex
 	pending map[netip.Addr]int // address -> gratuitous rounds still owed
@@ -46,12 +47,11 @@ func startResponder(log *slog.Logger, proto string, ifi *net.Interface, w wire, 
 		w:       w,
 		log:     log,
 		pending: make(map[netip.Addr]int),
+		owned:   make(map[netip.Addr]struct{}),
 		kick:    make(chan struct{}, 1),
 		cancel:  cancel,
 		dead:    make(chan struct{}),
 	}
-	empty := map[netip.Addr]struct{}{}
-	r.owned.Store(&empty)
 	h := handler{
 		owns: r.owns,
 		answered: func(ip netip.Addr) {
@@ -82,22 +82,28 @@ func startResponder(log *slog.Logger, proto string, ifi *net.Interface, w wire, 
 }
 
 func (r *responder) owns(ip netip.Addr) bool {
-	_, ok := (*r.owned.Load())[ip]
+	r.ownedMu.RLock()
+	defer r.ownedMu.RUnlock()
+	_, ok := r.owned[ip]
 	return ok
 }
 
-func (r *responder) empty() bool { return len(*r.owned.Load()) == 0 }
+func (r *responder) empty() bool {
+	r.ownedMu.RLock()
+	defer r.ownedMu.RUnlock()
+	return len(r.owned) == 0
+}
 
 func (r *responder) add(ip netip.Addr) {
-	m := maps.Clone(*r.owned.Load())
-	m[ip] = struct{}{}
-	r.owned.Store(&m)
+	r.ownedMu.Lock()
+	r.owned[ip] = struct{}{}
+	r.ownedMu.Unlock()
 }
 
 func (r *responder) remove(ip netip.Addr) {
-	m := maps.Clone(*r.owned.Load())
-	delete(m, ip)
-	r.owned.Store(&m)
+	r.ownedMu.Lock()
+	delete(r.owned, ip)
+	r.ownedMu.Unlock()
 	r.mu.Lock()
 	delete(r.pending, ip)
 	r.mu.Unlock()
