@@ -88,7 +88,7 @@ type forwarder struct {
 	rules    prometheus.Gauge
 	lastFull time.Time
 	// applied is what the last successful sync programmed, to log changes.
-	applied []forwarding.Rule
+	applied map[forwarding.Key]forwarding.Rule
 }
 
 // newForwarder returns the forwarder for cfg.Dataplane, nil for none.
@@ -154,7 +154,12 @@ func (s *speaker) forward(ctx context.Context, services map[string]*service, min
 // only those: that is where traffic arrives. Another node's table would
 // only matter to traffic that still reaches it by a stale ARP entry.
 func (f *forwarder) apply(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) error {
-	rules := forwardedRules(services, mine, advertised)
+	byKey := forwardedRules(services, mine, advertised)
+	// In no order: the backends sort what they need to.
+	rules := make([]forwarding.Rule, 0, len(byKey))
+	for _, r := range byKey {
+		rules = append(rules, r)
+	}
 	start := time.Now()
 	res, err := f.syncer.sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)
 	took := time.Since(start)
@@ -167,14 +172,14 @@ func (f *forwarder) apply(ctx context.Context, services map[string]*service, min
 	}
 	f.last.Set(float64(time.Now().UnixNano()) / 1e9)
 	f.rules.Set(float64(len(rules)))
-	f.logChanges(rules, res, took)
-	f.applied = rules
+	f.logChanges(byKey, res, took)
+	f.applied = byKey
 	return nil
 }
 
 // forwardedRules are the rules of the addresses in mine and of the
-// Services in advertised, one per key, sorted by key.
-func forwardedRules(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) []forwarding.Rule {
+// Services in advertised, one per key.
+func forwardedRules(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) map[forwarding.Key]forwarding.Rule {
 	perService := make([][]forwarding.Rule, 0, len(services))
 	for _, sv := range services {
 		rs := sv.rules
@@ -185,34 +190,26 @@ func forwardedRules(services map[string]*service, mine map[netip.Addr]election.A
 			perService = append(perService, rs)
 		}
 	}
-	m := forwarding.Merge(perService...)
-	rules := make([]forwarding.Rule, 0, len(m))
-	for _, r := range m {
-		rules = append(rules, r)
-	}
-	slices.SortFunc(rules, func(a, b forwarding.Rule) int { return a.Key.Compare(b.Key) })
-	return rules
+	return forwarding.Merge(perService...)
 }
 
 // logChanges logs each rule that appeared, changed or went, and repairs.
-func (f *forwarder) logChanges(rules []forwarding.Rule, res syncResult, took time.Duration) {
+func (f *forwarder) logChanges(rules map[forwarding.Key]forwarding.Rule, res syncResult, took time.Duration) {
 	if res.full && res.reason != "first" && res.reason != "requested" {
 		f.log.Warn("dataplane repaired", "node", f.node, "reason", res.reason, "took", took.String())
 	}
-	old := map[forwarding.Key]forwarding.Rule{}
-	for _, r := range f.applied {
-		old[r.Key] = r
-	}
 	for _, r := range rules {
-		o, had := old[r.Key]
-		delete(old, r.Key)
+		o, had := f.applied[r.Key]
 		if had && slices.Equal(o.Endpoints, r.Endpoints) {
 			continue
 		}
 		f.log.Info("forwarding set", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port),
 			"node", f.node, "endpoints", fmt.Sprint(r.Endpoints))
 	}
-	for _, r := range old {
+	for k, r := range f.applied {
+		if _, still := rules[k]; still {
+			continue
+		}
 		f.log.Info("forwarding removed", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port), "node", f.node)
 	}
 	f.log.Debug("dataplane synced", "node", f.node, "kind", res.kind(), "operations", res.operations, "took", took.String())

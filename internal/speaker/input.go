@@ -14,8 +14,11 @@ import (
 
 // snapshot is the cluster state one election reads, as plain lists.
 type snapshot struct {
-	// services are the LoadBalancer Services with an address, by key.
-	services       map[string]*service
+	// services are the LoadBalancer Services with an address, by key;
+	// electionChanged says whether what the election reads of them
+	// changed since the last snapshot.
+	services        map[string]*service
+	electionChanged bool
 	nodes          []corev1.Node
 	pools          []v1beta1.IPAddressPool
 	advertisements []v1beta1.L2Advertisement

@@ -184,21 +184,27 @@ func Run(ctx context.Context, cfg Config) error {
 	// Every change to anything the election reads asks for a sync.
 	// Services and EndpointSlices also go to the store, which derives
 	// again only what changed.
+	// The other objects the election reads count their changes there.
+	config := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.store.configChanged() },
+		UpdateFunc: func(any, any) { s.store.configChanged() },
+		DeleteFunc: func(any) { s.store.configChanged() },
+	}
 	var fed []toolscache.ResourceEventHandlerRegistration
 	for _, h := range []struct {
-		obj   client.Object
-		store toolscache.ResourceEventHandler
+		obj  client.Object
+		feed toolscache.ResourceEventHandler
 	}{
 		{&corev1.Service{}, s.store.serviceHandler()}, {&discoveryv1.EndpointSlice{}, s.store.sliceHandler()},
-		{&corev1.Node{}, nil}, {&corev1.Pod{}, nil}, {&v1beta1.IPAddressPool{}, nil}, {&v1beta1.L2Advertisement{}, nil},
+		{&corev1.Node{}, config}, {&corev1.Pod{}, config}, {&v1beta1.IPAddressPool{}, config}, {&v1beta1.L2Advertisement{}, config},
 		{&v1beta1.BGPPeer{}, nil}, {&v1beta1.BGPAdvertisement{}, nil}, {&v1beta1.Community{}, nil}, {&corev1.Secret{}, nil},
 	} {
 		inf, err := mgr.GetCache().GetInformer(ctx, h.obj)
 		if err != nil {
 			return fmt.Errorf("speaker: informer for %T: %w", h.obj, err)
 		}
-		if h.store != nil {
-			reg, err := inf.AddEventHandler(h.store)
+		if h.feed != nil {
+			reg, err := inf.AddEventHandler(h.feed)
 			if err != nil {
 				return fmt.Errorf("speaker: store handler for %T: %w", h.obj, err)
 			}
@@ -348,7 +354,8 @@ func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
 			return snap, fmt.Errorf("listing %T: %w", l.list, err)
 		}
 	}
-	snap.services, snap.nodes = s.store.services(), nodes.Items
+	snap.services, snap.electionChanged = s.store.services()
+	snap.nodes = nodes.Items
 	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
 	snap.bgpPeers, snap.bgpAdvertisements, snap.communities, snap.secrets = peers.Items, bads.Items, comms.Items, secs.Items
 	return snap, nil

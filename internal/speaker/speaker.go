@@ -66,6 +66,8 @@ type speaker struct {
 	// l2Writes and bgpWrites write the per-Service status objects (see
 	// latest); the run loop runs them.
 	l2Writes, bgpWrites *latest
+	// lastElection is what the last election saw and returned.
+	lastElection lastElection
 	// writtenAlive is the live set the last status write was handed;
 	// writeFailed says it failed, so the next sync writes again.
 	writtenAlive []string
@@ -142,7 +144,6 @@ func (s *speaker) run(ctx context.Context) error {
 		err := s.sync(ctx, full)
 		lastEnd, lastTook = time.Now(), time.Since(start)
 		s.metrics.syncDuration.Observe(lastTook.Seconds())
-		s.log.Debug("synced", "node", s.cfg.NodeName, "took", lastTook.String(), "full", full)
 		if err != nil {
 			s.log.Warn("sync failed", "node", s.cfg.NodeName, "err", err)
 			// Retry soon; a later change retries sooner.
@@ -186,36 +187,64 @@ func (s *speaker) shutdown() error {
 // the last write failed, and when full (the first sync and the periodic
 // one, which repairs what others did to them).
 func (s *speaker) sync(ctx context.Context, full bool) error {
+	w := stopwatch{last: time.Now()}
+	// Before the snapshot: a change counted after it is seen by the next
+	// sync, which then elects again.
+	config := s.store.configGeneration()
 	snap, err := s.snapshot(ctx)
 	if err != nil {
 		return err
 	}
+	w.lap("snapshot")
 	s.join(snap)
 	alive := s.members.Alive()
-	in := input(snap, alive)
-	res := election.Elect(in)
 	s.metrics.membersAlive.Set(float64(len(alive)))
-	s.metrics.speakersExpected.Set(float64(in.ExpectedSpeakers))
-
-	mine := map[netip.Addr]election.Announcement{}
-	for _, a := range res.For(s.cfg.NodeName) {
-		mine[a.IP] = a
-	}
 	services := snap.services
 
-	listed, err := s.holdHandovers(ctx, mine, alive)
-	if err != nil {
-		return err
+	// An endpoint that changes without changing which nodes have a ready
+	// one (most do), on a node that announces what it did: the election
+	// would return what it returned, and layer 2 has nothing to do. Only
+	// the dataplane below has. The periodic sync always elects.
+	last := s.lastElection
+	same := !full && last.valid && last.config == config && !snap.electionChanged &&
+		slices.Equal(last.alive, alive) && len(s.held) == 0
+	var (
+		res     election.Result
+		mine    map[netip.Addr]election.Announcement
+		changed bool
+	)
+	if same {
+		res, mine = last.res, s.announced
+		w.lap("elect-skipped")
+	} else {
+		in := input(snap, alive)
+		res = election.Elect(in)
+		s.lastElection = lastElection{valid: true, config: config, alive: alive, res: res}
+		w.lap("elect")
+		s.metrics.speakersExpected.Set(float64(in.ExpectedSpeakers))
+
+		mine = map[netip.Addr]election.Announcement{}
+		for _, a := range res.For(s.cfg.NodeName) {
+			mine[a.IP] = a
+		}
+		listed, err := s.holdHandovers(ctx, mine, alive)
+		if err != nil {
+			s.lastElection.valid = false
+			return err
+		}
+		w.lap("handover")
+		want := map[netip.Addr][]string{}
+		for ip, a := range mine {
+			want[ip] = a.Interfaces
+		}
+		// Stop answering for what we lost first, then answer for what we
+		// won.
+		applyErr := s.announcer.Set(ctx, want)
+		s.reportAnnounceErrors(applyErr, mine, services)
+		changed = s.logChanges(mine, listed, services)
+		s.announced = mine
+		w.lap("announce")
 	}
-	want := map[netip.Addr][]string{}
-	for ip, a := range mine {
-		want[ip] = a.Interfaces
-	}
-	// Stop answering for what we lost first, then answer for what we won.
-	applyErr := s.announcer.Set(ctx, want)
-	s.reportAnnounceErrors(applyErr, mine, services)
-	changed := s.logChanges(mine, listed, services)
-	s.announced = mine
 	// Without BGP configured, now or before, there is nothing to compute:
 	// the routes input is as large as the election's. BGP needs no
 	// quorum: every eligible node advertises.
@@ -226,17 +255,43 @@ func (s *speaker) sync(ctx context.Context, full bool) error {
 		res := routes.Compute(bgpIn)
 		paths, bgpPools, bgpServices = &res, routes.AdvertisedPools(bgpIn), res.Services()
 	}
+	w.lap("routes")
 	// Forwarding first, so that traffic a new route brings finds it.
 	s.forward(ctx, snap.services, mine, bgpServices)
+	w.lap("forward")
 	if paths != nil {
 		s.syncBGP(ctx, snap, *paths)
+		w.lap("bgp")
 	}
 	s.reportProblems(res, alive, services, bgpPools)
 	if changed || full || !slices.Equal(alive, s.writtenAlive) || s.writeFailed.Swap(false) {
 		s.writtenAlive = alive
 		s.l2Writes.set(func(ctx context.Context) error { return s.writeStatuses(ctx, mine, alive) })
 	}
+	w.lap("report")
+	s.log.Debug("synced", append([]any{"node", s.cfg.NodeName, "full", full, "services", len(services), "announced", len(mine)}, w.laps...)...)
 	return nil
+}
+
+// lastElection is an election's result and what it was computed from,
+// besides the Services: the store says when those changed.
+type lastElection struct {
+	valid  bool
+	config uint64
+	alive  []string
+	res    election.Result
+}
+
+// stopwatch times the stages of a sync, for its debug log line.
+type stopwatch struct {
+	last time.Time
+	laps []any
+}
+
+func (w *stopwatch) lap(stage string) {
+	now := time.Now()
+	w.laps = append(w.laps, stage, now.Sub(w.last).String())
+	w.last = now
 }
 
 // join asks memberlist to contact the speakers it does not see, when the

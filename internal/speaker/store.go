@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -110,7 +111,19 @@ type store struct {
 
 	// derived is the sync loop's alone.
 	derived map[string]*service
+
+	// config counts changes to the other objects the election reads
+	// (nodes, speaker Pods, pools, L2Advertisements): with the Services'
+	// own election fields unchanged too, the last election still holds.
+	config atomic.Uint64
 }
+
+// configChanged records a change to an object the election reads other
+// than a Service or an EndpointSlice.
+func (st *store) configChanged() { st.config.Add(1) }
+
+// configGeneration counts those changes.
+func (st *store) configGeneration() uint64 { return st.config.Load() }
 
 func newStore(node string) *store {
 	return &store{
@@ -191,9 +204,10 @@ func (st *store) setSlice(obj any, deleted bool) {
 }
 
 // services derives again what changed since the last call and returns
-// every LoadBalancer Service with an address, by key. The map is the
-// store's: the caller reads it until its next call and never changes it.
-func (st *store) services() map[string]*service {
+// every LoadBalancer Service with an address, by key, and whether what
+// the election reads of them changed. The map is the store's: the caller
+// reads it until its next call and never changes it.
+func (st *store) services() (map[string]*service, bool) {
 	st.mu.Lock()
 	type change struct {
 		svc *corev1.Service
@@ -210,12 +224,24 @@ func (st *store) services() map[string]*service {
 	clear(st.dirty)
 	st.mu.Unlock()
 
+	elect := false
 	for key, c := range changes {
-		if sv := deriveService(st.node, c.svc, c.eps); sv != nil {
+		old := st.derived[key]
+		sv := deriveService(st.node, c.svc, c.eps)
+		if sv != nil {
 			st.derived[key] = sv
 		} else {
 			delete(st.derived, key)
 		}
+		elect = elect || !sameElection(old, sv)
 	}
-	return st.derived
+	return st.derived, elect
+}
+
+// sameElection says whether the election reads the same of a and b.
+func sameElection(a, b *service) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.key == b.key && a.pool == b.pool && a.local == b.local && slices.Equal(a.ips, b.ips) && slices.Equal(a.ready, b.ready)
 }

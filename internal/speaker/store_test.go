@@ -34,7 +34,10 @@ func TestStore(t *testing.T) {
 	sliceH.OnAdd(es("a-2", "a", "node2", "10.0.0.2"), true)
 	sliceH.OnAdd(es("b-1", "b", "node1", "10.0.0.3"), true)
 
-	got := st.services()
+	got, elect := st.services()
+	if !elect {
+		t.Error("the first Services changed nothing the election reads")
+	}
 	if len(got) != 2 || got["ns/cip"] != nil {
 		t.Fatalf("services = %v, want ns/a and ns/b: a ClusterIP Service is not derived", got)
 	}
@@ -46,7 +49,10 @@ func TestStore(t *testing.T) {
 
 	// A slice moving from b to a changes both, and only them.
 	sliceH.OnUpdate(nil, es("b-1", "a", "node3", "10.0.0.3"))
-	got = st.services()
+	got, elect = st.services()
+	if !elect {
+		t.Error("ready nodes changed, but not for the election")
+	}
 	if got["ns/b"] == b || len(got["ns/b"].ready) != 0 || len(got["ns/b"].rules) != 0 {
 		t.Errorf("ns/b after its slice left: %+v, want derived again with no endpoints", got["ns/b"])
 	}
@@ -55,17 +61,24 @@ func TestStore(t *testing.T) {
 	}
 	a = got["ns/a"]
 	sliceH.OnUpdate(nil, es("other", "c", "node1", "10.0.0.9"))
-	if got = st.services(); got["ns/a"] != a {
-		t.Error("ns/a was derived again though nothing of it changed")
+	if got, elect = st.services(); got["ns/a"] != a || elect {
+		t.Errorf("ns/a was derived again (%v) or the election told of a change (%v), though nothing of it changed", got["ns/a"] != a, elect)
+	}
+	// A new address on node1, which already had one: the forwarding
+	// rules change, the election's input does not.
+	sliceH.OnAdd(es("a-3", "a", "node1", "10.0.0.7"), false)
+	if got, elect = st.services(); elect || len(got["ns/a"].rules[0].Endpoints) != 2 {
+		t.Errorf("another endpoint on node1: election changed %v, rules %v", elect, got["ns/a"].rules)
 	}
 
 	// Deletions, including one seen only as a tombstone.
 	sliceH.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "ns/a-1", Obj: es("a-1", "a", "node1", "10.0.0.1")})
-	if got = st.services(); !slices.Equal(got["ns/a"].ready, []string{"node2", "node3"}) || len(got["ns/a"].rules) != 0 {
+	sliceH.OnDelete(es("a-3", "a", "node1", "10.0.0.7"))
+	if got, _ = st.services(); !slices.Equal(got["ns/a"].ready, []string{"node2", "node3"}) || len(got["ns/a"].rules) != 0 {
 		t.Errorf("ns/a after a-1 was deleted: %+v", got["ns/a"])
 	}
 	svcH.OnDelete(lb("a", "192.0.2.1"))
-	if got = st.services(); got["ns/a"] != nil || len(got) != 1 {
+	if got, elect = st.services(); got["ns/a"] != nil || len(got) != 1 || !elect {
 		t.Errorf("services after ns/a was deleted: %v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -97,6 +98,9 @@ func (t *sliceTrimmer) trim(obj any) (any, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Room for all, then exactly what is kept: growing by appends would
+	// leave half the space of a 10-endpoint slice unused.
+	out.Endpoints = make([]discoveryv1.Endpoint, 0, len(es.Endpoints))
 	for _, ep := range es.Endpoints {
 		if ep.NodeName == nil || *ep.NodeName == "" || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
 			continue
@@ -114,6 +118,9 @@ func (t *sliceTrimmer) trim(obj any) (any, error) {
 		out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{
 			Addresses: ep.Addresses[:1:1], NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: ready},
 		})
+	}
+	if len(out.Endpoints) < cap(out.Endpoints) {
+		out.Endpoints = slices.Clone(out.Endpoints)
 	}
 	return out, nil
 }
