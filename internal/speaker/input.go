@@ -19,9 +19,9 @@ type snapshot struct {
 	// changed since the last snapshot.
 	services        map[string]*service
 	electionChanged bool
-	nodes          []corev1.Node
-	pools          []v1beta1.IPAddressPool
-	advertisements []v1beta1.L2Advertisement
+	nodes           []corev1.Node
+	pools           []v1beta1.IPAddressPool
+	advertisements  []v1beta1.L2Advertisement
 	// speakers are the speaker Pods, which say how many speakers should
 	// exist.
 	speakers []corev1.Pod
