@@ -114,7 +114,7 @@ bench-bgp: tools build
 # endpoint change and RSS for each, and their ratios.
 bench-dataplane: tools build $(K8S)/kube-proxy
 	IRONLB_BENCH_DATAPLANE=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x -timeout 20m ./internal/dataplane/nft/
-	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker IRONLB_KUBE_PROXY=$(K8S)/kube-proxy \
+	IRONLB_CONTROLLER=$(BIN)/controller IRONLB_SPEAKER=$(BIN)/speaker IRONLB_KUBE_PROXY=$${IRONLB_KUBE_PROXY:-$(K8S)/kube-proxy} \
 	  $(GO) test -count=1 -run '^$$' -bench 'BenchmarkDataplaneVsKubeProxy$$' -benchtime=1x -timeout 60m ./e2etest/
 
 # Ten minutes of the three-node lab with every CPU busy: counts spurious

@@ -111,6 +111,7 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 			report("full sync, table "+table, ilb, kpf, "s")
 		}
 		d.settle(ctx, n, time.Time{})
+		d.quiet(ctx)
 		// kube-proxy can take minutes per change at 10,000 Services.
 		runs := 3
 		if d.kubeProxy == "" {
@@ -319,6 +320,27 @@ func (d *dpBench) settle(ctx context.Context, n int, since time.Time) {
 	})
 }
 
+// quiet waits until the speaker has synced nothing for two seconds (at
+// most a minute): a change measured while it still works through a restart
+// measures the restart.
+func (d *dpBench) quiet(ctx context.Context) {
+	const name = "ironlb_speaker_sync_duration_seconds_count"
+	last, _ := d.metric("node1", lab.SpeakerMetricsPort, name)
+	since := time.Now()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(250 * time.Millisecond)
+		n, err := d.metric("node1", lab.SpeakerMetricsPort, name)
+		if err != nil || n != last {
+			last, since = n, time.Now()
+			continue
+		}
+		if time.Since(since) >= 2*time.Second {
+			return
+		}
+	}
+	fmt.Printf("the speaker did not go quiet for 2 s within a minute (%v syncs); its log ends:\n%s\n", last, d.logTail("node1"))
+}
+
 // ironlbFullSync restarts node1's speaker, after deleting its table if
 // asked, and returns its first (full) sync's duration from its metrics.
 func (d *dpBench) ironlbFullSync(ctx context.Context, deleteTable bool) float64 {
@@ -442,6 +464,9 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 				p.cost = append(p.cost, time.Duration((s-sums[p])/(n-counts[p])*float64(time.Second)))
 			}
 		}
+		if l := probes[0].lat[len(probes[0].lat)-1]; l > 500*time.Millisecond {
+			fmt.Printf("endpoint change %d took the speaker %v; its log ends:\n%s\n", i, l, d.logTail("node1"))
+		}
 		if sum, count := speakerSync(); count > syncCount {
 			fmt.Printf("endpoint change %d: speaker synced after %v; %v speaker syncs took %.1f ms in all\n", i, probes[0].lat[len(probes[0].lat)-1],
 				count-syncCount, (sum-syncSum)*1000)
@@ -507,7 +532,7 @@ func (d *dpBench) logTail(node string) string {
 	}
 	b, _ := os.ReadFile(d.lab.Process(name).Log)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-15):], "\n")
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
 }
 
 func (d *dpBench) rss(process string) int64 {
