@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -89,6 +90,11 @@ type forwarder struct {
 	lastFull time.Time
 	// applied is what the last successful sync programmed, to log changes.
 	applied map[forwarding.Key]forwarding.Rule
+	// desiredRules are the rules last computed, from the Services in from
+	// (see desired); contested says two Services claim one key.
+	desiredRules map[forwarding.Key]forwarding.Rule
+	from         map[string]*service
+	contested    bool
 }
 
 // newForwarder returns the forwarder for cfg.Dataplane, nil for none.
@@ -117,7 +123,7 @@ func newForwarder(cfg Config) (*forwarder, error) {
 // tests) and registers its metrics.
 func newForwarderWith(s syncer, cfg Config) *forwarder {
 	f := &forwarder{
-		syncer: s, node: cfg.NodeName, log: cfg.Logger,
+		syncer: s, node: cfg.NodeName, log: cfg.Logger, applied: map[forwarding.Key]forwarding.Rule{},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ironlb_dataplane_sync_duration_seconds",
 			Help:    "Time to check and program the dataplane, by kind: full rebuilds the nftables table or reads all IPVS services back, partial changes what changed since the last sync (often nothing).",
@@ -139,11 +145,14 @@ func newForwarderWith(s syncer, cfg Config) *forwarder {
 // forward programs the dataplane for this node's share of the election
 // and the Services it advertises over BGP. Failures are logged and retried
 // shortly; they never stop announcing.
-func (s *speaker) forward(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) {
+//
+// mineSame says mine is what the last call had; the forwarder then
+// derives the rules again only for the Services that changed.
+func (s *speaker) forward(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) {
 	if s.dataplane == nil {
 		return
 	}
-	if err := s.dataplane.apply(ctx, services, mine, advertised); err != nil {
+	if err := s.dataplane.apply(ctx, services, mine, advertised, mineSame); err != nil {
 		s.log.Warn("dataplane sync failed", "node", s.cfg.NodeName, "err", err)
 		time.AfterFunc(time.Second, s.markDirty)
 	}
@@ -153,8 +162,8 @@ func (s *speaker) forward(ctx context.Context, services map[string]*service, min
 // those of the Services it advertises over BGP (advertised, by key), and
 // only those: that is where traffic arrives. Another node's table would
 // only matter to traffic that still reaches it by a stale ARP entry.
-func (f *forwarder) apply(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) error {
-	byKey := forwardedRules(services, mine, advertised)
+func (f *forwarder) apply(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) error {
+	byKey, changed := f.desired(services, mine, advertised, mineSame)
 	// In no order: the backends sort what they need to.
 	rules := make([]forwarding.Rule, 0, len(byKey))
 	for _, r := range byKey {
@@ -172,45 +181,137 @@ func (f *forwarder) apply(ctx context.Context, services map[string]*service, min
 	}
 	f.last.Set(float64(time.Now().UnixNano()) / 1e9)
 	f.rules.Set(float64(len(rules)))
-	f.logChanges(byKey, res, took)
-	f.applied = byKey
+	f.logChanges(byKey, changed, res, took)
 	return nil
 }
 
-// forwardedRules are the rules of the addresses in mine and of the
-// Services in advertised, one per key.
-func forwardedRules(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) map[forwarding.Key]forwarding.Rule {
-	perService := make([][]forwarding.Rule, 0, len(services))
-	for _, sv := range services {
-		rs := sv.rules
-		if !advertised[sv.key] && slices.ContainsFunc(rs, func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok }) {
-			rs = slices.DeleteFunc(slices.Clone(rs), func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok })
-		}
-		if len(rs) > 0 {
-			perService = append(perService, rs)
+// desired returns the rules to forward and, when it could bring the last
+// ones up to date in place, the keys that changed; nil when it computed
+// them all again. In place is for the common change: mine as it was, no
+// BGP, and no key that two Services claim; then only the Services whose
+// derived state is new (a new *service: the store keeps the old one
+// when nothing changed) are looked at.
+func (f *forwarder) desired(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) (map[forwarding.Key]forwarding.Rule, []forwarding.Key) {
+	if mineSame && len(advertised) == 0 && f.desiredRules != nil && !f.contested {
+		if changed, ok := f.update(services, mine); ok {
+			return f.desiredRules, changed
 		}
 	}
-	return forwarding.Merge(perService...)
+	f.desiredRules, f.contested = forwardedRules(services, mine, advertised)
+	f.from = maps.Clone(services)
+	return f.desiredRules, nil
 }
 
-// logChanges logs each rule that appeared, changed or went, and repairs.
-func (f *forwarder) logChanges(rules map[forwarding.Key]forwarding.Rule, res syncResult, took time.Duration) {
+// update changes f.desiredRules for the Services that changed since f.from;
+// false when a Service now claims a key another one holds (Merge decides
+// those, over all Services).
+func (f *forwarder) update(services map[string]*service, mine map[netip.Addr]election.Announcement) ([]forwarding.Key, bool) {
+	var keys []string
+	present := 0
+	for k, sv := range services {
+		old, had := f.from[k]
+		if had {
+			present++
+		}
+		if old != sv {
+			keys = append(keys, k)
+		}
+	}
+	if present < len(f.from) {
+		for k := range f.from {
+			if _, ok := services[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+	}
+	var changed []forwarding.Key
+	for _, k := range keys {
+		for _, r := range ownRules(f.from[k], mine, nil) {
+			if cur, ok := f.desiredRules[r.Key]; ok && cur.Service == k {
+				delete(f.desiredRules, r.Key)
+				changed = append(changed, r.Key)
+			}
+		}
+		for _, r := range ownRules(services[k], mine, nil) {
+			if cur, ok := f.desiredRules[r.Key]; ok && cur.Service != k {
+				return nil, false
+			}
+			f.desiredRules[r.Key] = r
+			changed = append(changed, r.Key)
+		}
+		if sv, ok := services[k]; ok {
+			f.from[k] = sv
+		} else {
+			delete(f.from, k)
+		}
+	}
+	return changed, true
+}
+
+// forwardedRules are the rules of the addresses in mine and of the
+// Services in advertised, one per key, and whether two Services claim one
+// key.
+func forwardedRules(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) (map[forwarding.Key]forwarding.Rule, bool) {
+	perService := make([][]forwarding.Rule, 0, len(services))
+	n := 0
+	for _, sv := range services {
+		if rs := ownRules(sv, mine, advertised); len(rs) > 0 {
+			perService = append(perService, rs)
+			n += len(rs)
+		}
+	}
+	m := forwarding.Merge(perService...)
+	// A Service's own keys are distinct: fewer keys than rules means two
+	// Services claim one.
+	return m, len(m) < n
+}
+
+// ownRules are the rules of sv this node forwards: all of them when sv is
+// advertised over BGP, else those of the addresses in mine. Shared with
+// sv when they are all of them.
+func ownRules(sv *service, mine map[netip.Addr]election.Announcement, advertised map[string]bool) []forwarding.Rule {
+	if sv == nil {
+		return nil
+	}
+	rs := sv.rules
+	lost := func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok }
+	if !advertised[sv.key] && slices.ContainsFunc(rs, lost) {
+		rs = slices.DeleteFunc(slices.Clone(rs), lost)
+	}
+	return rs
+}
+
+// logChanges logs each rule that appeared, changed or went, and repairs,
+// and makes f.applied the rules. changed, when not nil, lists the only
+// keys that may differ.
+func (f *forwarder) logChanges(rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, res syncResult, took time.Duration) {
 	if res.full && res.reason != "first" && res.reason != "requested" {
 		f.log.Warn("dataplane repaired", "node", f.node, "reason", res.reason, "took", took.String())
 	}
-	for _, r := range rules {
-		o, had := f.applied[r.Key]
-		if had && slices.Equal(o.Endpoints, r.Endpoints) {
-			continue
+	logKey := func(k forwarding.Key) {
+		o, had := f.applied[k]
+		r, has := rules[k]
+		switch {
+		case has && (!had || !slices.Equal(o.Endpoints, r.Endpoints) || o.Service != r.Service):
+			f.log.Info("forwarding set", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port),
+				"node", f.node, "endpoints", fmt.Sprint(r.Endpoints))
+			f.applied[k] = r
+		case had && !has:
+			f.log.Info("forwarding removed", "service", o.Service, "ip", o.VIP.String(), "port", fmt.Sprintf("%s/%d", o.Protocol, o.Port), "node", f.node)
+			delete(f.applied, k)
 		}
-		f.log.Info("forwarding set", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port),
-			"node", f.node, "endpoints", fmt.Sprint(r.Endpoints))
 	}
-	for k, r := range f.applied {
-		if _, still := rules[k]; still {
-			continue
+	if changed != nil {
+		for _, k := range changed {
+			logKey(k)
 		}
-		f.log.Info("forwarding removed", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port), "node", f.node)
+	} else {
+		for k := range rules {
+			logKey(k)
+		}
+		for k := range f.applied {
+			logKey(k)
+		}
 	}
 	f.log.Debug("dataplane synced", "node", f.node, "kind", res.kind(), "operations", res.operations, "took", took.String())
 }

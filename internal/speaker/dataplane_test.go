@@ -3,9 +3,11 @@ package speaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -54,27 +56,27 @@ func TestForwarderOnlyAnnounced(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	if err := f.apply(ctx, services, won("192.0.2.1", "192.0.2.2"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1", "192.0.2.2"), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	dump := fake.Dump()
 	if !strings.Contains(dump, "192.0.2.1 . tcp . 80 : goto eps4-tcp-1") || !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Fatalf("both won addresses should be forwarded:\n%s", dump)
 	}
-	if err := f.apply(ctx, services, won("192.0.2.1"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "192.0.2.2") {
 		t.Errorf("a lost address is still forwarded:\n%s", dump)
 	}
 	// Advertised over BGP, not won in layer 2: traffic arrives all the same.
-	if err := f.apply(ctx, services, won("192.0.2.1"), map[string]bool{"ns/b": true}); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), map[string]bool{"ns/b": true}, false); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); !strings.Contains(dump, "192.0.2.2 . tcp . 80 : goto eps4-tcp-1") {
 		t.Errorf("an address advertised over BGP is not forwarded:\n%s", dump)
 	}
-	if err := f.apply(ctx, services, won("192.0.2.1"), nil); err != nil {
+	if err := f.apply(ctx, services, won("192.0.2.1"), nil, false); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()
@@ -176,7 +178,7 @@ func TestForwarderIPVS(t *testing.T) {
 	v4, v6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	ctx := context.Background()
 
-	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}, nil); err != nil {
+	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}, v6: {IP: v6}}, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 2 || !link[v4] || !link[v6] {
@@ -186,7 +188,7 @@ func TestForwarderIPVS(t *testing.T) {
 	if s.Scheduler != "mh" || len(s.Dests) != 1 || s.Dests[0].AddrPort != netip.MustParseAddrPort("[fd00::2]:5353") || s.Dests[0].FwdMethod != ipvs.FwdMasq {
 		t.Errorf("IPv6 service: %+v", s)
 	}
-	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}}, nil); err != nil {
+	if err := f.apply(ctx, services, map[netip.Addr]election.Announcement{v4: {IP: v4}}, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.services) != 1 || link[v6] {
@@ -200,5 +202,61 @@ func TestForwarderIPVS(t *testing.T) {
 		if mf.GetName() == "ironlb_dataplane_rules" && mf.GetMetric()[0].GetGauge().GetValue() != 1 {
 			t.Errorf("ironlb_dataplane_rules: %v, want 1", mf)
 		}
+	}
+}
+
+// TestDesiredInPlace: whatever Services change, and however, the rules
+// brought up to date in place are the rules computed from nothing.
+func TestDesiredInPlace(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	svc := func(name string, vip byte, port int32, eps int) *service {
+		s := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+			Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: port}}},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: fmt.Sprintf("192.0.2.%d", vip)}}}}}
+		es := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+			AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Port: ptr(int32(8080))}}}
+		for i := range eps {
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.0.%d.%d", vip, i+1)}, NodeName: ptr("node1")})
+		}
+		return deriveServices("node1", []corev1.Service{s}, []discoveryv1.EndpointSlice{es})["ns/"+name]
+	}
+	mine := map[netip.Addr]election.Announcement{}
+	for v := range 8 {
+		ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(v)})
+		mine[ip] = election.Announcement{IP: ip}
+	}
+	f := &forwarder{applied: map[forwarding.Key]forwarding.Rule{}}
+	services := map[string]*service{}
+	inPlace := 0
+	for step := range 2000 {
+		// Change one Service: new endpoints, a new address (ten
+		// addresses for up to twelve Services, eight of them won:
+		// conflicts and lost addresses happen), or gone.
+		name := fmt.Sprintf("s%d", rng.IntN(12))
+		switch rng.IntN(4) {
+		case 0:
+			delete(services, "ns/"+name)
+		default:
+			if sv := svc(name, byte(rng.IntN(10)), int32(80+rng.IntN(2)), rng.IntN(3)); sv != nil {
+				services["ns/"+name] = sv
+			}
+		}
+		services = maps.Clone(services)
+		got, changed := f.desired(services, mine, nil, step%50 != 0)
+		if changed != nil {
+			inPlace++
+		}
+		want, _ := forwardedRules(services, mine, nil)
+		if !maps.EqualFunc(got, want, func(a, b forwarding.Rule) bool {
+			return a.Key == b.Key && a.Service == b.Service && slices.Equal(a.Endpoints, b.Endpoints)
+		}) {
+			t.Fatalf("step %d: in place %v\nfrom nothing %v", step, got, want)
+		}
+	}
+	// Conflicts send it back to computing everything: the test must
+	// still have seen in-place updates.
+	t.Logf("%d of 2000 steps updated in place", inPlace)
+	if inPlace < 200 {
+		t.Errorf("only %d of 2000 steps were updated in place", inPlace)
 	}
 }

@@ -257,7 +257,7 @@ func (s *speaker) sync(ctx context.Context, full bool) error {
 	}
 	w.lap("routes")
 	// Forwarding first, so that traffic a new route brings finds it.
-	s.forward(ctx, snap.services, mine, bgpServices)
+	s.forward(ctx, snap.services, mine, bgpServices, same)
 	w.lap("forward")
 	if paths != nil {
 		s.syncBGP(ctx, snap, *paths)

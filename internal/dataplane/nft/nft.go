@@ -300,12 +300,12 @@ func (s *Syncer) full(tx tx, want map[forwarding.Key][]netip.AddrPort) {
 func (s *Syncer) partial(tx tx, want map[forwarding.Key][]netip.AddrPort) {
 	var stale, fresh []forwarding.Key // gone or changed; new or changed
 	for k, old := range s.applied {
-		if eps, ok := want[k]; !ok || !slices.Equal(old, eps) {
+		if eps, ok := want[k]; !ok || !sameEndpoints(old, eps) {
 			stale = append(stale, k)
 		}
 	}
 	for k, eps := range want {
-		if old, ok := s.applied[k]; !ok || !slices.Equal(old, eps) {
+		if old, ok := s.applied[k]; !ok || !sameEndpoints(old, eps) {
 			fresh = append(fresh, k)
 		}
 	}
@@ -357,6 +357,16 @@ func (s *Syncer) partial(tx tx, want map[forwarding.Key][]netip.AddrPort) {
 			tx.deleteChain(had[c])
 		}
 	}
+}
+
+// sameEndpoints compares two endpoint lists, at once when they are the
+// same list: the speaker passes an unchanged Service's rules as they were,
+// so at 10,000 Services nearly all are.
+func sameEndpoints(a, b []netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b)
 }
 
 var protocols = []forwarding.Protocol{forwarding.TCP, forwarding.UDP, forwarding.SCTP}
