@@ -83,7 +83,8 @@ func newSliceTrimmer(node string) *sliceTrimmer {
 	return &sliceTrimmer{node: node, names: map[string]*string{}}
 }
 
-var ready = func() *bool { t := true; return &t }()
+// isReady is the one Ready condition every trimmed endpoint points to.
+var isReady = ptr(true)
 
 func (t *sliceTrimmer) trim(obj any) (any, error) {
 	es, ok := obj.(*discoveryv1.EndpointSlice)
@@ -108,7 +109,7 @@ func (t *sliceTrimmer) trim(obj any) (any, error) {
 		name := t.name(*ep.NodeName)
 		if *name != t.node {
 			if !containsNode(out.Endpoints, *name) {
-				out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: ready}})
+				out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: isReady}})
 			}
 			continue
 		}
@@ -116,7 +117,7 @@ func (t *sliceTrimmer) trim(obj any) (any, error) {
 			continue
 		}
 		out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{
-			Addresses: ep.Addresses[:1:1], NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: ready},
+			Addresses: ep.Addresses[:1:1], NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: isReady},
 		})
 	}
 	if len(out.Endpoints) < cap(out.Endpoints) {
