@@ -52,11 +52,12 @@ type Rule struct {
 	Endpoints []netip.AddrPort
 }
 
-// Desired returns the rules node should program: for each ingress IP and
-// port of each LoadBalancer Service, its ready endpoints on node, with the
-// target port resolved by port name from the EndpointSlices. Pure and
-// deterministic: the result is sorted by Key and does not depend on the
-// order of services or slices.
+// ForService returns the rules node should program for one Service:
+// for each of its ingress IPs and ports, its ready endpoints on node, with
+// the target port resolved by port name from its EndpointSlices (in any
+// order). Pure and deterministic: the result is sorted by Key. A speaker
+// keeps it until the Service or one of its slices changes, and Merge
+// combines the Services'.
 //
 // A node forwards only to its own pods, whatever the Service's
 // externalTrafficPolicy. For Local that is the policy itself. For Cluster,
@@ -65,38 +66,6 @@ type Rule struct {
 // encapsulation or routing arrangement with the other nodes; both are out
 // of scope here. A key with no local endpoint gets no rule, so the packet
 // goes on to whatever else handles it (kube-proxy, if it runs).
-//
-// If two Services claim the same key (which the allocator's sharing rules
-// should prevent), the one first by namespace/name wins.
-func Desired(node string, services []corev1.Service, eps []discoveryv1.EndpointSlice) []Rule {
-	byService := map[string][]*discoveryv1.EndpointSlice{}
-	for i := range eps {
-		es := &eps[i]
-		name := es.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
-		}
-		key := es.Namespace + "/" + name
-		byService[key] = append(byService[key], es)
-	}
-	perService := make([][]Rule, 0, len(services))
-	for i := range services {
-		svc := &services[i]
-		perService = append(perService, ForService(node, svc, byService[svc.Namespace+"/"+svc.Name]))
-	}
-	m := Merge(perService...)
-	out := make([]Rule, 0, len(m))
-	for _, r := range m {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
-	return out
-}
-
-// ForService returns the rules of one Service, given its EndpointSlices
-// (in any order), as Desired would make them were it alone: sorted by
-// Key. Pure; a speaker keeps its result until the Service or one of its
-// slices changes.
 func ForService(node string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) []Rule {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return nil
@@ -123,8 +92,9 @@ func ForService(node string, svc *corev1.Service, eps []*discoveryv1.EndpointSli
 }
 
 // Merge combines the rules of many Services into one rule per Key. Where
-// two Services claim a key, the one first by namespace/name wins, so the
-// result does not depend on the order of the lists.
+// two Services claim a key (which the allocator's sharing rules should
+// prevent), the one first by namespace/name wins, so the result does not
+// depend on the order of the lists.
 func Merge(perService ...[]Rule) map[Key]Rule {
 	n := 0
 	for _, rs := range perService {

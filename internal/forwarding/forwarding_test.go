@@ -15,6 +15,30 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
+// Desired is what a node programs for a whole cluster: ForService for each
+// Service with its slices, merged, sorted by Key.
+func Desired(node string, services []corev1.Service, eps []discoveryv1.EndpointSlice) []Rule {
+	byService := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range eps {
+		if name := eps[i].Labels[discoveryv1.LabelServiceName]; name != "" {
+			key := eps[i].Namespace + "/" + name
+			byService[key] = append(byService[key], &eps[i])
+		}
+	}
+	perService := make([][]Rule, 0, len(services))
+	for i := range services {
+		svc := &services[i]
+		perService = append(perService, ForService(node, svc, byService[svc.Namespace+"/"+svc.Name]))
+	}
+	m := Merge(perService...)
+	out := make([]Rule, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
+	return out
+}
+
 type port struct {
 	name  string
 	proto corev1.Protocol

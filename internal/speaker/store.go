@@ -51,25 +51,6 @@ func deriveService(node string, svc *corev1.Service, eps []*discoveryv1.Endpoint
 	}
 }
 
-// deriveServices derives every Service in lists, as the store does one by
-// one. Pure.
-func deriveServices(node string, svcs []corev1.Service, eps []discoveryv1.EndpointSlice) map[string]*service {
-	byService := map[string][]*discoveryv1.EndpointSlice{}
-	for i := range eps {
-		if key, ok := sliceService(&eps[i]); ok {
-			byService[key] = append(byService[key], &eps[i])
-		}
-	}
-	out := map[string]*service{}
-	for i := range svcs {
-		key := svcs[i].Namespace + "/" + svcs[i].Name
-		if sv := deriveService(node, &svcs[i], byService[key]); sv != nil {
-			out[key] = sv
-		}
-	}
-	return out
-}
-
 // sliceService is the Service (namespace/name) an EndpointSlice belongs to.
 func sliceService(es *discoveryv1.EndpointSlice) (string, bool) {
 	name := es.Labels[discoveryv1.LabelServiceName]

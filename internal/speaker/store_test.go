@@ -82,3 +82,22 @@ func TestStore(t *testing.T) {
 		t.Errorf("services after ns/a was deleted: %v", got)
 	}
 }
+
+// deriveServices derives every Service in lists, as the store does one by
+// one: the tests' and benchmarks' way to a snapshot's services.
+func deriveServices(node string, svcs []corev1.Service, eps []discoveryv1.EndpointSlice) map[string]*service {
+	byService := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range eps {
+		if key, ok := sliceService(&eps[i]); ok {
+			byService[key] = append(byService[key], &eps[i])
+		}
+	}
+	out := map[string]*service{}
+	for i := range svcs {
+		key := svcs[i].Namespace + "/" + svcs[i].Name
+		if sv := deriveService(node, &svcs[i], byService[key]); sv != nil {
+			out[key] = sv
+		}
+	}
+	return out
+}
