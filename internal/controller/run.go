@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
@@ -99,12 +101,29 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("setting up the service controller: %w", err)
 	}
 	if o.MetricsAddr != "" && o.MetricsAddr != "0" {
-		if err := mgr.Add(metrics.Server(o.MetricsAddr, o.Registry, o.Profiling, o.Logger)); err != nil {
+		ln, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("controller: metrics listener on %s: %w", o.MetricsAddr, err)
+		}
+		// With controller-runtime's own registry (workqueue, client and
+		// Go process metrics), which it would otherwise serve alone. On
+		// every replica, leader or not.
+		h := metrics.Handler(prometheus.Gatherers{o.Registry, ctrlmetrics.Registry}, o.Profiling)
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error { return metrics.Serve(ctx, ln, h) })); err != nil {
 			return err
 		}
+		o.Logger.Info("serving metrics", "addr", ln.Addr().String(), "profiling", o.Profiling)
 	}
 	o.Logger.Info("controller starting", "namespace", o.Namespace, "class", o.Class, "unclassed", o.Unclassed, "leader_elect", o.LeaderElect)
 	return mgr.Start(ctx)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// everyReplica is a manager runnable that runs on every replica, leader
+// or not.
+type everyReplica func(context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+func (everyReplica) NeedLeaderElection() bool { return false }

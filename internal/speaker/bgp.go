@@ -15,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/bgp"
@@ -261,7 +260,7 @@ func (s *speaker) reportBGPProblems(adProblems []routes.Problem, peerProblems ma
 		now[key] = true
 		if !s.bgp.problems[key] {
 			s.log.Warn("bgp session not configured", "peer", name, "node", s.cfg.NodeName, "reason", p.reason, "err", p.message)
-			s.events.Eventf(p.peer, nil, corev1.EventTypeWarning, p.reason, "Configure", "node %s: %s", s.cfg.NodeName, p.message)
+			s.events.Eventf(p.peer, corev1.EventTypeWarning, p.reason, "node %s: %s", s.cfg.NodeName, p.message)
 		}
 	}
 	s.bgp.problems = now
@@ -278,13 +277,11 @@ func sessionStateName(node, peer string) string {
 // peer with, and removes this node's others. It also records an Event on
 // the BGPPeer when a session goes up or down.
 func (s *speaker) writeSessionStates(ctx context.Context, snap snapshot, peers []string, problems map[string]peerProblem) error {
-	var list v1beta1.BGPSessionStateList
-	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace), client.MatchingLabels{LabelNode: s.cfg.NodeName}); err != nil {
-		return fmt.Errorf("listing bgpsessionstates in %s: %w", s.cfg.Namespace, err)
-	}
 	have := map[string]*v1beta1.BGPSessionState{}
-	for i := range list.Items {
-		have[list.Items[i].Name] = &list.Items[i]
+	for _, o := range s.api.sessionStates.GetStore().List() {
+		if st := o.(*v1beta1.BGPSessionState); st.Labels[LabelNode] == s.cfg.NodeName {
+			have[st.Name] = st
+		}
 	}
 	byName := map[string]*v1beta1.BGPPeer{}
 	for i := range snap.bgpPeers {
@@ -327,19 +324,21 @@ func (s *speaker) writeSessionStates(ctx context.Context, snap snapshot, peers [
 		if cur == nil {
 			cur = &v1beta1.BGPSessionState{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.cfg.Namespace,
 				Labels: map[string]string{LabelNode: s.cfg.NodeName, LabelPeer: labelValue(peer)}}}
-			if err := s.client.Create(ctx, cur); err != nil {
+			created, err := s.api.sessionClient.Create(ctx, cur, metav1.CreateOptions{})
+			if err != nil {
 				if !apierrors.IsAlreadyExists(err) {
 					errs = append(errs, fmt.Errorf("creating bgpsessionstate %s (node %s, peer %s): %w", name, s.cfg.NodeName, peer, err))
 				}
 				continue
 			}
+			cur = created
 		}
 		if sessionStatusEqual(cur.Status, status) {
 			continue
 		}
 		upd := cur.DeepCopy()
 		upd.Status = status
-		if err := s.client.Status().Update(ctx, upd); err != nil {
+		if _, err := s.api.sessionClient.UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("writing bgpsessionstate %s (node %s, peer %s): %w", name, s.cfg.NodeName, peer, err))
 		}
 	}
@@ -347,7 +346,7 @@ func (s *speaker) writeSessionStates(ctx context.Context, snap snapshot, peers [
 		if want[name] {
 			continue
 		}
-		if err := s.client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+		if err := s.api.sessionClient.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting bgpsessionstate %s: %w", name, err))
 		}
 	}
@@ -371,14 +370,14 @@ func (s *speaker) sessionEvent(p *v1beta1.BGPPeer, peer, state, refused string) 
 		return
 	}
 	if refused != "" {
-		s.events.Eventf(p, nil, corev1.EventTypeWarning, ReasonSessionRefused, "Connect", "node %s: session with %s refused: %s", s.cfg.NodeName, p.Spec.PeerAddress, refused)
+		s.events.Eventf(p, corev1.EventTypeWarning, ReasonSessionRefused, "node %s: session with %s refused: %s", s.cfg.NodeName, p.Spec.PeerAddress, refused)
 		return
 	}
 	switch {
 	case state == bgp.StateEstablished:
-		s.events.Eventf(p, nil, corev1.EventTypeNormal, ReasonSessionEstablished, "Connect", "node %s: session with %s established", s.cfg.NodeName, p.Spec.PeerAddress)
+		s.events.Eventf(p, corev1.EventTypeNormal, ReasonSessionEstablished, "node %s: session with %s established", s.cfg.NodeName, p.Spec.PeerAddress)
 	case old == bgp.StateEstablished:
-		s.events.Eventf(p, nil, corev1.EventTypeWarning, ReasonSessionDown, "Connect", "node %s: session with %s down (%s)", s.cfg.NodeName, p.Spec.PeerAddress, state)
+		s.events.Eventf(p, corev1.EventTypeWarning, ReasonSessionDown, "node %s: session with %s down (%s)", s.cfg.NodeName, p.Spec.PeerAddress, state)
 	}
 }
 
@@ -422,13 +421,11 @@ func (s *speaker) writeServiceBGPStatuses(ctx context.Context, snap snapshot, re
 			}
 		}
 	}
-	var list v1beta1.ServiceBGPStatusList
-	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace), client.MatchingLabels{LabelNode: s.cfg.NodeName}); err != nil {
-		return fmt.Errorf("listing servicebgpstatuses in %s: %w", s.cfg.Namespace, err)
-	}
 	have := map[string]*v1beta1.ServiceBGPStatus{}
-	for i := range list.Items {
-		have[list.Items[i].Name] = &list.Items[i]
+	for _, o := range s.api.bgpStatuses.GetStore().List() {
+		if st := o.(*v1beta1.ServiceBGPStatus); st.Labels[LabelNode] == s.cfg.NodeName {
+			have[st.Name] = st
+		}
 	}
 	var errs []error
 	want := map[string]bool{}
@@ -442,12 +439,14 @@ func (s *speaker) writeServiceBGPStatuses(ctx context.Context, snap snapshot, re
 		if cur == nil {
 			cur = &v1beta1.ServiceBGPStatus{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.cfg.Namespace,
 				Labels: map[string]string{LabelNode: s.cfg.NodeName, LabelServiceName: svcName, LabelServiceNamespace: ns}}}
-			if err := s.client.Create(ctx, cur); err != nil {
+			created, err := s.api.bgpClient.Create(ctx, cur, metav1.CreateOptions{})
+			if err != nil {
 				if !apierrors.IsAlreadyExists(err) {
 					errs = append(errs, fmt.Errorf("creating servicebgpstatus %s (service %s): %w", name, key, err))
 				}
 				continue
 			}
+			cur = created
 		}
 		if cur.Status.Node == status.Node && cur.Status.ServiceName == status.ServiceName &&
 			cur.Status.ServiceNamespace == status.ServiceNamespace && slices.Equal(cur.Status.Peers, status.Peers) {
@@ -455,7 +454,7 @@ func (s *speaker) writeServiceBGPStatuses(ctx context.Context, snap snapshot, re
 		}
 		upd := cur.DeepCopy()
 		upd.Status = status
-		if err := s.client.Status().Update(ctx, upd); err != nil {
+		if _, err := s.api.bgpClient.UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("writing servicebgpstatus %s (service %s): %w", name, key, err))
 		}
 	}
@@ -463,7 +462,7 @@ func (s *speaker) writeServiceBGPStatuses(ctx context.Context, snap snapshot, re
 		if want[name] {
 			continue
 		}
-		if err := s.client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+		if err := s.api.bgpClient.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting servicebgpstatus %s: %w", name, err))
 		}
 	}
@@ -514,36 +513,27 @@ func (s *speaker) removeGoneNodesBGPStatuses(ctx context.Context, snap snapshot,
 		return nil
 	}
 	gone := goneNodes(snap, alive)
-	var sessions v1beta1.BGPSessionStateList
-	if err := s.client.List(ctx, &sessions, client.InNamespace(s.cfg.Namespace)); err != nil {
-		return fmt.Errorf("listing bgpsessionstates in %s: %w", s.cfg.Namespace, err)
-	}
-	var services v1beta1.ServiceBGPStatusList
-	if err := s.client.List(ctx, &services, client.InNamespace(s.cfg.Namespace)); err != nil {
-		return fmt.Errorf("listing servicebgpstatuses in %s: %w", s.cfg.Namespace, err)
-	}
-	var objs []client.Object
-	for i := range sessions.Items {
-		if o := &sessions.Items[i]; statusNode(o.Status.Node, o.Labels) != s.cfg.NodeName && gone(statusNode(o.Status.Node, o.Labels)) {
-			objs = append(objs, o)
-		}
-	}
-	for i := range services.Items {
-		if o := &services.Items[i]; statusNode(o.Status.Node, o.Labels) != s.cfg.NodeName && gone(statusNode(o.Status.Node, o.Labels)) {
-			objs = append(objs, o)
-		}
-	}
 	var errs []error
-	for _, o := range objs {
-		rv := o.GetResourceVersion()
-		err := s.client.Delete(ctx, o, client.Preconditions{ResourceVersion: &rv})
+	remove := func(kind string, o metav1.Object, node string, del func(context.Context, string, metav1.DeleteOptions) error) {
+		if node == s.cfg.NodeName || !gone(node) {
+			return
+		}
+		err := del(ctx, o.GetName(), deleteIfUnchanged(o.GetResourceVersion()))
 		switch {
 		case err == nil:
-			s.log.Info("bgp status of a gone node removed", "node", statusNode("", o.GetLabels()), "object", fmt.Sprintf("%T %s", o, o.GetName()))
+			s.log.Info("bgp status of a gone node removed", "node", node, "object", kind+" "+o.GetName())
 		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 		default:
-			errs = append(errs, fmt.Errorf("deleting %T %s of a gone node: %w", o, o.GetName(), err))
+			errs = append(errs, fmt.Errorf("deleting %s %s of a gone node %s: %w", kind, o.GetName(), node, err))
 		}
+	}
+	for _, o := range s.api.sessionStates.GetStore().List() {
+		st := o.(*v1beta1.BGPSessionState)
+		remove("bgpsessionstate", st, statusNode(st.Status.Node, st.Labels), s.api.sessionClient.Delete)
+	}
+	for _, o := range s.api.bgpStatuses.GetStore().List() {
+		st := o.(*v1beta1.ServiceBGPStatus)
+		remove("servicebgpstatus", st, statusNode(st.Status.Node, st.Labels), s.api.bgpClient.Delete)
 	}
 	return errors.Join(errs...)
 }

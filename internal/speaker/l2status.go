@@ -13,10 +13,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/kube"
 )
 
 // Labels on ServiceL2Status objects, to find them by Service.
@@ -71,12 +71,8 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 
 // listStatuses reads every ServiceL2Status from the cache, shared with
 // it: read them, never change them.
-func (s *speaker) listStatuses(ctx context.Context) ([]v1beta1.ServiceL2Status, error) {
-	var list v1beta1.ServiceL2StatusList
-	if err := s.client.List(ctx, &list, client.InNamespace(s.cfg.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing servicel2statuses in %s: %w", s.cfg.Namespace, err)
-	}
-	return list.Items, nil
+func (s *speaker) listStatuses() []v1beta1.ServiceL2Status {
+	return kube.Items[v1beta1.ServiceL2Status](s.api.l2Statuses)
 }
 
 // handoverTimeout bounds how long a newly won address waits for the live
@@ -99,7 +95,7 @@ const handoverTimeout = 2 * time.Second
 // It returns the newly won addresses this node's own statuses already
 // list: a restarted speaker's, which are no news. When nothing is newly
 // won it reads no statuses at all.
-func (s *speaker) holdHandovers(ctx context.Context, mine map[netip.Addr]election.Announcement, alive []string) (map[netip.Addr]bool, error) {
+func (s *speaker) holdHandovers(mine map[netip.Addr]election.Announcement, alive []string) map[netip.Addr]bool {
 	won := false
 	for ip := range mine {
 		if _, had := s.announced[ip]; !had {
@@ -110,13 +106,9 @@ func (s *speaker) holdHandovers(ctx context.Context, mine map[netip.Addr]electio
 	if !won {
 		s.held = nil
 		s.holding.Store(false)
-		return nil, nil
+		return nil
 	}
-	statuses, err := s.listStatuses(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.hold(statuses, mine, alive), nil
+	return s.hold(s.listStatuses(), mine, alive)
 }
 
 // hold is holdHandovers on statuses read.
@@ -180,10 +172,7 @@ func (s *speaker) hold(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]e
 // remove its own). A live node's are left to it: holdHandovers reads
 // them to know when that node has let go.
 func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]election.Announcement, alive []string) error {
-	statuses, err := s.listStatuses(ctx)
-	if err != nil {
-		return err
-	}
+	statuses := s.listStatuses()
 	have := map[string]*v1beta1.ServiceL2Status{}
 	for i := range statuses {
 		have[statuses[i].Name] = &statuses[i]
@@ -195,21 +184,21 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 	for name, w := range want {
 		cur := have[name]
 		if cur == nil {
-			cur = w.DeepCopy()
-			if err := s.client.Create(ctx, cur); err != nil && !apierrors.IsAlreadyExists(err) {
+			created, err := s.api.l2Client.Create(ctx, w, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
 				errs = append(errs, fmt.Errorf("creating servicel2status %s: %w", name, err))
 				continue
 			} else if err != nil {
 				continue // the cache is behind; the next sync updates it
 			}
-			cur.Status = v1beta1.ServiceL2StatusStatus{}
+			cur = created
 		}
 		if statusEqual(cur.Status, w.Status) {
 			continue
 		}
 		upd := cur.DeepCopy()
 		upd.Status = w.Status
-		if err := s.client.Status().Update(ctx, upd); err != nil {
+		if _, err := s.api.l2Client.UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("writing servicel2status %s: %w", name, err))
 		}
 	}
@@ -222,7 +211,7 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 		if !mineToDrop && !orphan {
 			continue
 		}
-		err := s.client.Delete(ctx, cur, client.Preconditions{ResourceVersion: &cur.ResourceVersion})
+		err := s.api.l2Client.Delete(ctx, cur.Name, deleteIfUnchanged(cur.ResourceVersion))
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("deleting servicel2status %s: %w", name, err))
 		}
@@ -233,4 +222,10 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 func statusEqual(a, b v1beta1.ServiceL2StatusStatus) bool {
 	return a.Node == b.Node && a.ServiceName == b.ServiceName && a.ServiceNamespace == b.ServiceNamespace &&
 		slices.Equal(a.Interfaces, b.Interfaces) && slices.Equal(a.Addresses, b.Addresses)
+}
+
+// deleteIfUnchanged deletes an object only at the resource version read:
+// one changed since (by its owner, say) is left for the next sync to judge.
+func deleteIfUnchanged(rv string) metav1.DeleteOptions {
+	return metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}}
 }

@@ -7,29 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/kube"
 	"github.com/ironlb/ironlb/internal/layer2"
 	"github.com/ironlb/ironlb/internal/members"
 	ironmetrics "github.com/ironlb/ironlb/internal/metrics"
@@ -92,63 +85,41 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = 10 * time.Millisecond
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1beta1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	direct, err := client.New(cfg.Rest, client.Options{Scheme: scheme})
+	kc, err := kube.New(cfg.Rest, corev1.AddToScheme, discoveryv1.AddToScheme, v1beta1.AddToScheme)
 	if err != nil {
 		return fmt.Errorf("speaker: api client: %w", err)
 	}
-	bind, err := bindAddr(ctx, direct, cfg)
+	a := newAPI(kc, cfg.NodeName, cfg.Namespace)
+	bind, err := bindAddr(ctx, a.nodeClient, cfg)
 	if err != nil {
 		return err
 	}
-	key, err := gossipKey(ctx, direct, cfg)
+	key, err := gossipKey(ctx, a.secretClient, cfg)
 	if err != nil {
 		return err
 	}
 	// Before memberlist starts: a dataplane that cannot work (no nft
-	// binary, no privilege) stops the speaker with nothing to undo.
+	// binary, no privilege) stops the speaker with nothing to undo, and
+	// so does a port already taken.
 	fwd, err := newForwarder(cfg)
 	if err != nil {
 		return err
 	}
-
-	inNS := map[string]cache.Config{cfg.Namespace: {}}
-	mgr, err := ctrl.NewManager(cfg.Rest, ctrl.Options{
-		Scheme: scheme,
-		Logger: logr.FromSlogHandler(cfg.Logger.Handler()),
-		// managedFields are never read here and are a large share of
-		// every cached object: 10,000 Services weigh much less without.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
-			&v1beta1.IPAddressPool{}:   {Namespaces: inNS},
-			&v1beta1.L2Advertisement{}: {Namespaces: inNS},
-			&v1beta1.ServiceL2Status{}: {Namespaces: inNS, Transform: trimL2Status},
-			// Every Service and EndpointSlice of the cluster: trimmed to
-			// what a sync reads (trim.go).
-			&corev1.Service{}:            {Transform: trimService},
-			&discoveryv1.EndpointSlice{}: {Transform: newSliceTrimmer(cfg.NodeName).trim},
-			&corev1.Pod{}:                {Namespaces: inNS, Label: labels.SelectorFromSet(SpeakerLabels)},
-			// BGP configuration and status, and the BGPPeer password
-			// Secrets: all in the speaker's namespace.
-			&v1beta1.BGPPeer{}:          {Namespaces: inNS},
-			&v1beta1.BGPAdvertisement{}: {Namespaces: inNS},
-			&v1beta1.Community{}:        {Namespaces: inNS},
-			&v1beta1.BGPSessionState{}:  {Namespaces: inNS},
-			&v1beta1.ServiceBGPStatus{}: {Namespaces: inNS},
-			&corev1.Secret{}:            {Namespaces: inNS},
-		}},
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: orNone(cfg.HealthAddr),
-		Controller:             config.Controller{SkipNameValidation: ptr(true)},
-	})
-	if err != nil {
-		return fmt.Errorf("speaker: manager: %w", err)
+	var metricsLn, healthLn net.Listener
+	if on(cfg.MetricsAddr) {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("speaker: metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+		defer metricsLn.Close()
 	}
+	if on(cfg.HealthAddr) {
+		if healthLn, err = net.Listen("tcp", cfg.HealthAddr); err != nil {
+			return fmt.Errorf("speaker: health listener on %s: %w", cfg.HealthAddr, err)
+		}
+		defer healthLn.Close()
+	}
+	events, stopEvents := kc.Recorder("ironlb-speaker", cfg.NodeName)
+	defer stopEvents()
 
 	// Not ctx: members would shut down the moment the signal arrives,
 	// racing the Leave that shutdown sends first. The run loop owns it.
@@ -164,8 +135,8 @@ func Run(ctx context.Context, cfg Config) error {
 	ann.OnAnswer(func(ifname string, _ netip.Addr) { met.answers.WithLabelValues(ifname).Inc() })
 	s := &speaker{
 		cfg:          cfg,
-		client:       mgr.GetClient(),
-		events:       mgr.GetEventRecorder("ironlb-speaker"),
+		api:          a,
+		events:       events,
 		log:          cfg.Logger,
 		members:      m,
 		announcer:    ann,
@@ -192,104 +163,117 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var fed []toolscache.ResourceEventHandlerRegistration
 	for _, h := range []struct {
-		obj  client.Object
+		inf  toolscache.SharedIndexInformer
 		feed toolscache.ResourceEventHandler
 	}{
-		{&corev1.Service{}, s.store.serviceHandler()}, {&discoveryv1.EndpointSlice{}, s.store.sliceHandler()},
-		{&corev1.Node{}, config}, {&corev1.Pod{}, config}, {&v1beta1.IPAddressPool{}, config}, {&v1beta1.L2Advertisement{}, config},
-		{&v1beta1.BGPPeer{}, nil}, {&v1beta1.BGPAdvertisement{}, nil}, {&v1beta1.Community{}, nil}, {&corev1.Secret{}, nil},
+		{a.services, s.store.serviceHandler()}, {a.slices, s.store.sliceHandler()},
+		{a.nodes, config}, {a.speakers, config}, {a.pools, config}, {a.l2Ads, config},
+		{a.peers, nil}, {a.bgpAds, nil}, {a.communities, nil}, {a.secrets, nil},
 	} {
-		inf, err := mgr.GetCache().GetInformer(ctx, h.obj)
-		if err != nil {
-			return fmt.Errorf("speaker: informer for %T: %w", h.obj, err)
-		}
 		if h.feed != nil {
-			reg, err := inf.AddEventHandler(h.feed)
+			reg, err := h.inf.AddEventHandler(h.feed)
 			if err != nil {
-				return fmt.Errorf("speaker: store handler for %T: %w", h.obj, err)
+				return fmt.Errorf("speaker: store handler: %w", err)
 			}
 			fed = append(fed, reg)
 		}
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		if _, err := h.inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { s.markDirty() },
 			UpdateFunc: func(any, any) { s.markDirty() },
 			DeleteFunc: func(any) { s.markDirty() },
 		}); err != nil {
-			return fmt.Errorf("speaker: event handler for %T: %w", h.obj, err)
+			return fmt.Errorf("speaker: event handler: %w", err)
 		}
 	}
 	// Another speaker letting go of an address this node waits for
 	// (holdHandovers) shows as its ServiceL2Status changing. Only then is
 	// that worth a sync: the statuses change with every handover.
-	inf, err := mgr.GetCache().GetInformer(ctx, &v1beta1.ServiceL2Status{})
-	if err != nil {
-		return fmt.Errorf("speaker: informer for ServiceL2Status: %w", err)
-	}
 	onStatus := func() {
 		if s.holding.Load() {
 			s.markDirty()
 		}
 	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	if _, err := a.l2Statuses.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(any, any) { onStatus() },
 		DeleteFunc: func(any) { onStatus() },
 	}); err != nil {
 		return fmt.Errorf("speaker: event handler for ServiceL2Status: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("synced", func(*http.Request) error {
-		select {
-		case <-s.synced:
-			return nil
-		default:
-			return errors.New("first sync not done")
-		}
-	}); err != nil {
-		return err
-	}
-	if cfg.MetricsAddr != "" && cfg.MetricsAddr != "0" {
-		if err := mgr.Add(ironmetrics.Server(cfg.MetricsAddr, cfg.Registry, cfg.Profiling, cfg.Logger)); err != nil {
-			return err
-		}
-	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		// The cache holding everything is not enough: the first sync
-		// must also find every Service in the store, whose handlers run
-		// after the cache has them.
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return s.shutdown()
-		}
-		for _, reg := range fed {
-			for !reg.HasSynced() {
-				select {
-				case <-ctx.Done():
-					return s.shutdown()
-				case <-time.After(5 * time.Millisecond):
-				}
-			}
-		}
-		s.markDirty()
-		return s.run(ctx)
-	})); err != nil {
-		return err
-	}
+
 	cfg.Logger.Info("speaker starting", "node", cfg.NodeName, "namespace", cfg.Namespace,
 		"memberlist", netip.AddrPortFrom(bind, uint16(cfg.MemberlistPort)).String(), "insecure_memberlist", cfg.Insecure)
-	return mgr.Start(ctx)
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	if metricsLn != nil {
+		h := ironmetrics.Handler(prometheus.Gatherers{cfg.Registry, processRegistry()}, cfg.Profiling)
+		go s.serve(serving, "metrics", metricsLn, h)
+		cfg.Logger.Info("serving metrics", "addr", metricsLn.Addr().String(), "profiling", cfg.Profiling)
+	}
+	if healthLn != nil {
+		go s.serve(serving, "health", healthLn, s.healthHandler())
+	}
+	// The cache holding everything is not enough: the first sync must
+	// also find every Service in the store, whose handlers run after the
+	// cache has them.
+	informers, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInformers()
+	if !a.start(informers) || ctx.Err() != nil {
+		return s.shutdown()
+	}
+	for _, reg := range fed {
+		for !reg.HasSynced() {
+			select {
+			case <-ctx.Done():
+				return s.shutdown()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	s.markDirty()
+	return s.run(ctx)
+}
+
+// serve serves h on ln until ctx ends; a failure is logged, as the
+// speaker's work goes on without it.
+func (s *speaker) serve(ctx context.Context, what string, ln net.Listener, h http.Handler) {
+	if err := ironmetrics.Serve(ctx, ln, h); err != nil {
+		s.log.Error("server stopped", "node", s.cfg.NodeName, "server", what, "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// healthHandler serves /healthz (the process answers) and /readyz (the
+// first sync is done).
+func (s *speaker) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-s.synced:
+			_, _ = w.Write([]byte("ok"))
+		default:
+			http.Error(w, "first sync not done", http.StatusServiceUnavailable)
+		}
+	})
+	return mux
+}
+
+// processRegistry holds the Go runtime's and the process's own metrics.
+func processRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
 }
 
 // bindAddr is the configured memberlist address, or the node's InternalIP.
-func bindAddr(ctx context.Context, c client.Client, cfg Config) (netip.Addr, error) {
+func bindAddr(ctx context.Context, nodes kube.Resource[*corev1.Node, *corev1.NodeList], cfg Config) (netip.Addr, error) {
 	if cfg.BindAddr.IsValid() {
 		return cfg.BindAddr, nil
 	}
-	var n corev1.Node
-	if err := c.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &n); err != nil {
+	n, err := nodes.Get(ctx, cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
 		return netip.Addr{}, fmt.Errorf("speaker: reading node %s for its address (or set --bind-addr): %w", cfg.NodeName, err)
 	}
-	ip, ok := internalIP(&n)
+	ip, ok := internalIP(n)
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("speaker: node %s has no InternalIP; set --bind-addr", cfg.NodeName)
 	}
@@ -298,14 +282,14 @@ func bindAddr(ctx context.Context, c client.Client, cfg Config) (netip.Addr, err
 
 // gossipKey reads the memberlist key from its Secret. Without one the
 // speaker refuses to start, unless told to gossip in the clear.
-func gossipKey(ctx context.Context, c client.Client, cfg Config) ([]byte, error) {
+func gossipKey(ctx context.Context, secrets kube.Resource[*corev1.Secret, *corev1.SecretList], cfg Config) ([]byte, error) {
 	if cfg.Insecure {
 		cfg.Logger.Warn("memberlist gossip is not encrypted: anyone who reaches the memberlist port can join and take over addresses",
 			"node", cfg.NodeName, "reason", "--insecure-memberlist")
 		return nil, nil
 	}
-	var sec corev1.Secret
-	if err := c.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: cfg.SecretName}, &sec); err != nil {
+	sec, err := secrets.Get(ctx, cfg.SecretName, metav1.GetOptions{})
+	if err != nil {
 		return nil, fmt.Errorf("speaker: reading memberlist key from secret %s/%s (create it with "+
 			"`kubectl -n %s create secret generic %s --from-literal=%s=$(openssl rand -base64 32)`, or run with --insecure-memberlist): %w",
 			cfg.Namespace, cfg.SecretName, cfg.Namespace, cfg.SecretName, SecretKey, err)
@@ -327,45 +311,22 @@ func memberlistKey(raw []byte) []byte {
 // snapshot reads everything the election needs from the cache, and the
 // Services from the store. The objects are the cache's own: never change
 // them.
-func (s *speaker) snapshot(ctx context.Context) (snapshot, error) {
-	var (
-		snap  snapshot
-		nodes corev1.NodeList
-		pools v1beta1.IPAddressPoolList
-		ads   v1beta1.L2AdvertisementList
-		pods  corev1.PodList
-		peers v1beta1.BGPPeerList
-		bads  v1beta1.BGPAdvertisementList
-		comms v1beta1.CommunityList
-		secs  corev1.SecretList
-	)
-	ns := client.InNamespace(s.cfg.Namespace)
-	for _, l := range []struct {
-		list client.ObjectList
-		opts []client.ListOption
-	}{
-		{&nodes, nil}, {&pools, []client.ListOption{ns}},
-		{&ads, []client.ListOption{ns}}, {&pods, []client.ListOption{ns, client.MatchingLabels(SpeakerLabels)}},
-		{&peers, []client.ListOption{ns}}, {&bads, []client.ListOption{ns}}, {&comms, []client.ListOption{ns}},
-		{&secs, []client.ListOption{ns}},
-	} {
-		// Shared with the cache, not copied: a sync only reads them.
-		if err := s.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
-			return snap, fmt.Errorf("listing %T: %w", l.list, err)
-		}
-	}
+func (s *speaker) snapshot() snapshot {
+	a := s.api
+	var snap snapshot
 	snap.services, snap.electionChanged = s.store.services()
-	snap.nodes = nodes.Items
-	snap.pools, snap.advertisements, snap.speakers = pools.Items, ads.Items, pods.Items
-	snap.bgpPeers, snap.bgpAdvertisements, snap.communities, snap.secrets = peers.Items, bads.Items, comms.Items, secs.Items
-	return snap, nil
-}
-
-func orNone(addr string) string {
-	if addr == "" {
-		return "0"
-	}
-	return addr
+	snap.nodes = kube.Items[corev1.Node](a.nodes)
+	snap.speakers = kube.Items[corev1.Pod](a.speakers)
+	snap.pools = kube.Items[v1beta1.IPAddressPool](a.pools)
+	snap.advertisements = kube.Items[v1beta1.L2Advertisement](a.l2Ads)
+	snap.bgpPeers = kube.Items[v1beta1.BGPPeer](a.peers)
+	snap.bgpAdvertisements = kube.Items[v1beta1.BGPAdvertisement](a.bgpAds)
+	snap.communities = kube.Items[v1beta1.Community](a.communities)
+	snap.secrets = kube.Items[corev1.Secret](a.secrets)
+	return snap
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// on says whether a listen address is set: "" and "0" disable.
+func on(addr string) bool { return addr != "" && addr != "0" }

@@ -12,8 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/ironlb/ironlb/internal/election"
 	"github.com/ironlb/ironlb/internal/layer2"
@@ -35,8 +34,8 @@ const resyncInterval = 5 * time.Second
 // speaker is one node's running speaker: the sync loop's state.
 type speaker struct {
 	cfg       Config
-	client    client.Client
-	events    events.EventRecorder
+	api       *api
+	events    record.EventRecorder
 	log       *slog.Logger
 	members   *members.Members
 	announcer *layer2.Announcer
@@ -191,10 +190,7 @@ func (s *speaker) sync(ctx context.Context, full bool) error {
 	// Before the snapshot: a change counted after it is seen by the next
 	// sync, which then elects again.
 	config := s.store.configGeneration()
-	snap, err := s.snapshot(ctx)
-	if err != nil {
-		return err
-	}
+	snap := s.snapshot()
 	w.lap("snapshot")
 	s.join(snap)
 	alive := s.members.Alive()
@@ -227,11 +223,7 @@ func (s *speaker) sync(ctx context.Context, full bool) error {
 		for _, a := range res.For(s.cfg.NodeName) {
 			mine[a.IP] = a
 		}
-		listed, err := s.holdHandovers(ctx, mine, alive)
-		if err != nil {
-			s.lastElection.valid = false
-			return err
-		}
+		listed := s.holdHandovers(mine, alive)
 		w.lap("handover")
 		want := map[netip.Addr][]string{}
 		for ip, a := range mine {
@@ -382,7 +374,7 @@ func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, listed m
 			// A speaker restarted on the node that announced all along
 			// (its status says so) has no news to tell.
 			if sv := services[key]; sv != nil && !had && !listed[ip] {
-				s.events.Eventf(sv.obj, nil, corev1.EventTypeNormal, ReasonNodeAssigned, "Announce",
+				s.events.Eventf(sv.obj, corev1.EventTypeNormal, ReasonNodeAssigned,
 					"announcing %s from node %s with protocol layer2 (%s) on interfaces %s", ip, s.cfg.NodeName, protocol(ip), ifaces)
 			}
 		}
@@ -428,7 +420,7 @@ func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.A
 		s.log.Warn("announce failed", "node", s.cfg.NodeName, "ip", ae.Addr.String(), "interface", ae.Interface, "err", ae.Err)
 		for _, svcKey := range mine[ae.Addr].Services {
 			if sv := services[svcKey]; sv != nil {
-				s.events.Eventf(sv.obj, nil, corev1.EventTypeWarning, ReasonAnnounceFailed, "Announce",
+				s.events.Eventf(sv.obj, corev1.EventTypeWarning, ReasonAnnounceFailed,
 					"node %s cannot answer for %s on interface %q: %v; fix the L2Advertisement's interfaces or the node", s.cfg.NodeName, ae.Addr, ae.Interface, ae.Err)
 			}
 		}
@@ -479,7 +471,7 @@ func (s *speaker) reportProblems(res election.Result, alive []string, services m
 		}
 		s.log.Warn("service not announced", "service", p.Service, "ip", addrString(p.IP), "pool", p.Pool, "reason", string(p.Reason), "err", p.Message)
 		if sv := services[p.Service]; sv != nil && reporter {
-			s.events.Eventf(sv.obj, nil, corev1.EventTypeWarning, ReasonNotAnnounced, "Announce", "%s: %s", p.Kind, p.Message)
+			s.events.Eventf(sv.obj, corev1.EventTypeWarning, ReasonNotAnnounced, "%s: %s", p.Kind, p.Message)
 		}
 	}
 	if quorum && s.quorumLost {
