@@ -112,9 +112,9 @@ func newSyncer(b *testing.B) *Syncer {
 	return s
 }
 
-func mustSync(b *testing.B, s *Syncer, rules []forwarding.Rule, full bool, want Kind) Result {
+func mustSync(b *testing.B, s *Syncer, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, want Kind) Result {
 	b.Helper()
-	res, err := s.Sync(context.Background(), forwarding.Merge(rules), nil, full)
+	res, err := s.Sync(context.Background(), rules, changed, false)
 	if err != nil {
 		b.Fatalf("Sync: %v", err)
 	}
@@ -273,13 +273,14 @@ func BenchmarkFullSync(b *testing.B) {
 	const eps = 10
 	for _, n := range []int{1000, 10000} {
 		rules := benchRules(n, eps)
+		byKey := forwarding.Merge(rules)
 		for _, table := range []string{"absent", "present"} {
 			b.Run(fmt.Sprintf("services=%d/table=%s", n, table), func(b *testing.B) {
 				benchSetup(b)
 				b.StopTimer()
 				deleteTable(b)
 				if table == "present" {
-					mustSync(b, newSyncer(b), rules, false, Full)
+					mustSync(b, newSyncer(b), byKey, nil, Full)
 				}
 				var f syncFigures
 				for range b.N {
@@ -289,7 +290,7 @@ func BenchmarkFullSync(b *testing.B) {
 					}
 					runtime.GC()
 					f.start(b)
-					res := mustSync(b, s, rules, false, Full)
+					res := mustSync(b, s, byKey, nil, Full)
 					f.stop(b, res)
 				}
 				f.report(b)
@@ -320,14 +321,14 @@ func BenchmarkEndpointChange(b *testing.B) {
 			rules := forwarding.Merge(benchRules(n, eps))
 			keys := sortedKeys(rules)
 			s := newSyncer(b)
-			mustSyncMap(b, s, rules, nil, Full)
+			mustSync(b, s, rules, nil, Full)
 			var f syncFigures
 			changed := make([]forwarding.Key, 1)
 			for i := range b.N {
 				changed[0] = moveEndpoint(rules, keys, i)
 				runtime.GC()
 				f.start(b)
-				res := mustSyncMap(b, s, rules, knownOnly(known, changed), Partial)
+				res := mustSync(b, s, rules, knownOnly(known, changed), Partial)
 				f.stop(b, res)
 			}
 			f.report(b)
@@ -351,18 +352,6 @@ func knownOnly(known bool, changed []forwarding.Key) []forwarding.Key {
 		return changed
 	}
 	return nil
-}
-
-func mustSyncMap(b *testing.B, s *Syncer, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, want Kind) Result {
-	b.Helper()
-	res, err := s.Sync(context.Background(), rules, changed, false)
-	if err != nil {
-		b.Fatalf("Sync: %v", err)
-	}
-	if res.Kind != want {
-		b.Fatalf("Sync did a %s sync (%s), want %s", res.Kind, res.Reason, want)
-	}
-	return res
 }
 
 // discardTx encodes a transaction as netlink messages and sends none.
@@ -408,13 +397,13 @@ func BenchmarkEndpointChangeGo(b *testing.B) {
 			rules := forwarding.Merge(benchRules(n, eps))
 			keys := sortedKeys(rules)
 			s := noKernel(have)
-			mustSyncMap(b, s, rules, nil, Full)
+			mustSync(b, s, rules, nil, Full)
 			changed := make([]forwarding.Key, 1)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				changed[0] = moveEndpoint(rules, keys, i)
-				if res := mustSyncMap(b, s, rules, knownOnly(known, changed), Partial); res.Operations != 2 {
+				if res := mustSync(b, s, rules, knownOnly(known, changed), Partial); res.Operations != 2 {
 					b.Fatalf("%d operations, want 2", res.Operations)
 				}
 			}
