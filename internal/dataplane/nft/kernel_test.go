@@ -109,6 +109,46 @@ func TestKernel(t *testing.T) {
 	}
 }
 
+// TestKernelIncremental: over netlink, partial syncs told which keys
+// changed (churn's random steps) leave, step after step, the table check
+// expects of all the rules.
+func TestKernelIncremental(t *testing.T) {
+	if !netns(t) {
+		return
+	}
+	ctx := context.Background()
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	c := newChurn(13)
+	for step := range 150 {
+		changed := c.step()
+		want := Partial
+		if step == 0 {
+			changed, want = nil, Full
+		}
+		res, err := s.Sync(ctx, c.rules, changed, false)
+		if err != nil || res.Kind != want {
+			t.Fatalf("step %d: %+v, %v; want a %s sync", step, res, err, want)
+		}
+		var rules []forwarding.Rule
+		for _, r := range c.rules {
+			if len(r.Endpoints) > 0 {
+				rules = append(rules, r)
+			}
+		}
+		check(t, rules)
+		if t.Failed() {
+			t.Fatalf("step %d: changed %v", step, changed)
+		}
+	}
+	if err := s.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // listed is what `nft -j list table` says, reduced to what check needs.
 type listed struct {
 	chains   []string

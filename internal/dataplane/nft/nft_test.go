@@ -233,75 +233,96 @@ func TestDNATRule(t *testing.T) {
 	}
 }
 
+// churn changes rules a few keys at a time, at random, as the speaker's
+// forwarder does in place: services come, go, gain, lose or swap
+// endpoints (in new lists), and some keep a rule with none. Its keys are
+// 5 addresses of both families, 3 protocols and 2 ports; endpoints come
+// from 6 per family.
+type churn struct {
+	rng   *rand.Rand
+	keys  []forwarding.Key
+	rules map[forwarding.Key]forwarding.Rule
+}
+
+func newChurn(seed uint64) *churn {
+	c := &churn{rng: rand.New(rand.NewPCG(seed, 11)), rules: map[forwarding.Key]forwarding.Rule{}}
+	for _, vip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1", "2001:db8::2"} {
+		for _, p := range protocols {
+			for _, port := range []uint16{80, 443} {
+				c.keys = append(c.keys, forwarding.Key{VIP: netip.MustParseAddr(vip), Protocol: p, Port: port})
+			}
+		}
+	}
+	for _, k := range c.keys[:10] {
+		c.rules[k] = forwarding.Rule{Key: k, Service: "ns/" + k.VIP.String(), Endpoints: c.endpoints(k)}
+	}
+	return c
+}
+
+// endpoints is a random sorted set of up to 4 endpoints of k's family:
+// often as many as before, sometimes the same.
+func (c *churn) endpoints(k forwarding.Key) []netip.AddrPort {
+	var out []netip.AddrPort
+	for i := range 6 {
+		if c.rng.IntN(3) == 0 && len(out) < 4 {
+			a := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
+			if k.VIP.Is6() {
+				a = netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i + 1)})
+			}
+			out = append(out, netip.AddrPortFrom(a, 8080))
+		}
+	}
+	return out
+}
+
+// step changes one to three keys and returns them as the forwarder
+// would name them, sometimes twice and with a key that did not change.
+func (c *churn) step() []forwarding.Key {
+	var changed []forwarding.Key
+	for range 1 + c.rng.IntN(3) {
+		k := c.keys[c.rng.IntN(len(c.keys))]
+		r := c.rules[k]
+		switch c.rng.IntN(5) {
+		case 0:
+			delete(c.rules, k)
+		case 1:
+			// One endpoint replaced: the count stays.
+			if len(r.Endpoints) > 0 {
+				eps := slices.Clone(r.Endpoints)
+				eps[c.rng.IntN(len(eps))] = netip.AddrPortFrom(eps[0].Addr(), uint16(9000+c.rng.IntN(4)))
+				r.Endpoints = eps
+				c.rules[k] = r
+				break
+			}
+			fallthrough
+		default:
+			r.Key, r.Service, r.Endpoints = k, "ns/"+k.VIP.String(), c.endpoints(k)
+			c.rules[k] = r
+		}
+		changed = append(changed, k)
+		if c.rng.IntN(4) == 0 {
+			changed = append(changed, k, c.keys[c.rng.IntN(len(c.keys))])
+		}
+	}
+	return changed
+}
+
 // TestIncrementalLikeDiff: a Syncer told which keys changed does exactly
 // what one that compares every key does: after each of many random steps
-// (services come, go, gain, lose or swap endpoints, a few keys at a time;
-// changed lists keys twice and keys that did not change; now and then a
+// (churn's; now and then a
 // requested full sync, a deleted table or a verdict element gone behind its
 // back) both ran the same transaction and hold the same table, which is
 // the table a full sync builds, and the same idea of it.
 func TestIncrementalLikeDiff(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 11))
-	var keys []forwarding.Key
-	for _, vip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1", "2001:db8::2"} {
-		for _, p := range protocols {
-			for _, port := range []uint16{80, 443} {
-				keys = append(keys, forwarding.Key{VIP: netip.MustParseAddr(vip), Protocol: p, Port: port})
-			}
-		}
-	}
-	// endpoints is a random sorted set of up to 4 endpoints of k's
-	// family, out of 6: often as many as before, sometimes the same.
-	endpoints := func(k forwarding.Key) []netip.AddrPort {
-		var out []netip.AddrPort
-		for i := range 6 {
-			if rng.IntN(3) == 0 && len(out) < 4 {
-				a := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
-				if k.VIP.Is6() {
-					a = netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i + 1)})
-				}
-				out = append(out, netip.AddrPortFrom(a, 8080))
-			}
-		}
-		return out
-	}
-	rules := map[forwarding.Key]forwarding.Rule{}
-	for _, k := range keys[:10] {
-		rules[k] = forwarding.Rule{Key: k, Service: "ns/" + k.VIP.String(), Endpoints: endpoints(k)}
-	}
+	c := newChurn(7)
+	rules, keys := c.rules, c.keys
 	incFake := knftables.NewFake(knftables.InetFamily, Table)
 	diffFake := knftables.NewFake(knftables.InetFamily, Table)
 	inc, diff := NewWith(incFake), NewWith(diffFake)
 	ctx := context.Background()
 	partials, reasons := 0, map[string]int{}
 	for step := range 3000 {
-		var changed []forwarding.Key
-		for range 1 + rng.IntN(3) {
-			k := keys[rng.IntN(len(keys))]
-			r := rules[k]
-			switch rng.IntN(5) {
-			case 0:
-				delete(rules, k)
-			case 1:
-				// One endpoint replaced, in a new list as the speaker
-				// makes one: the count stays.
-				if len(r.Endpoints) > 0 {
-					eps := slices.Clone(r.Endpoints)
-					eps[rng.IntN(len(eps))] = netip.AddrPortFrom(eps[0].Addr(), uint16(9000+rng.IntN(4)))
-					r.Endpoints = eps
-					rules[k] = r
-					break
-				}
-				fallthrough
-			default:
-				r.Key, r.Service, r.Endpoints = k, "ns/"+k.VIP.String(), endpoints(k)
-				rules[k] = r
-			}
-			changed = append(changed, k)
-			if rng.IntN(4) == 0 {
-				changed = append(changed, k, keys[rng.IntN(len(keys))])
-			}
-		}
+		changed := c.step()
 		full := step%97 == 96
 		switch step % 89 {
 		case 40:
