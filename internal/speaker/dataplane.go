@@ -193,11 +193,12 @@ func (f *forwarder) apply(ctx context.Context, services map[string]*service, min
 
 // desired returns the rules to forward and, when it could bring the last
 // ones up to date in place, the keys that changed (empty, not nil, when
-// none did); nil when it computed them all again. The map is f's, changed
-// in place by later calls: the backends keep none of it. In place is for the common change: mine as it was, no
-// BGP, and no key that two Services claim; then only the Services whose
-// derived state is new (a new *service: the store keeps the old one
-// when nothing changed) are looked at.
+// none did); nil when it computed them all again. The map is f's and
+// later calls change it in place: the backends keep none of it. In place
+// is for the common change: mine as it was, no BGP, and no key that two
+// Services claim; then only the Services whose derived state is new (a
+// new *service: the store keeps the old one when nothing changed) are
+// looked at.
 func (f *forwarder) desired(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) (map[forwarding.Key]forwarding.Rule, []forwarding.Key) {
 	if mineSame && len(advertised) == 0 && f.desiredRules != nil && !f.contested {
 		if changed, ok := f.update(services, mine); ok {
@@ -231,7 +232,8 @@ func (f *forwarder) update(services map[string]*service, mine map[netip.Addr]ele
 			}
 		}
 	}
-	// Not nil when nothing changed: no change is known, not unknown.
+	// Empty, not nil, when nothing changed: nil would say unknown, and
+	// cost the backend and logChanges a pass over every rule.
 	changed := []forwarding.Key{}
 	for _, k := range keys {
 		for _, r := range ownRules(f.from[k], mine, nil) {
