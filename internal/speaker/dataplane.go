@@ -41,9 +41,11 @@ const DefaultIPVSScheduler = "rr"
 const fullSyncInterval = time.Minute
 
 // syncer is what forwarder needs of a backend: make the kernel forward
-// exactly rules, reading or rebuilding everything when full.
+// exactly rules, reading or rebuilding everything when full. changed,
+// when not nil, lists every key whose rule may differ from the previous
+// call's (nil: unknown), so that a backend can look at those alone.
 type syncer interface {
-	sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error)
+	sync(ctx context.Context, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, full bool) (syncResult, error)
 }
 
 // syncResult is a backend's account of one sync.
@@ -55,19 +57,20 @@ type syncResult struct {
 	operations int
 }
 
-// nftSyncer adapts the nftables backend.
+// nftSyncer adapts the nftables backend, which takes the changed keys.
 type nftSyncer struct{ *nft.Syncer }
 
-func (s nftSyncer) sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error) {
-	r, err := s.Sync(ctx, rules, full)
+func (s nftSyncer) sync(ctx context.Context, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, full bool) (syncResult, error) {
+	r, err := s.Sync(ctx, rules, changed, full)
 	return syncResult{full: r.Kind == nft.Full, reason: r.Reason, operations: r.Operations}, err
 }
 
-// ipvsSyncer adapts the IPVS backend.
+// ipvsSyncer adapts the IPVS backend, which takes every rule, in no
+// order (it sorts what it needs to), and diffs them itself.
 type ipvsSyncer struct{ *ipvs.Syncer }
 
-func (s ipvsSyncer) sync(ctx context.Context, rules []forwarding.Rule, full bool) (syncResult, error) {
-	r, err := s.Sync(ctx, rules, full)
+func (s ipvsSyncer) sync(ctx context.Context, rules map[forwarding.Key]forwarding.Rule, _ []forwarding.Key, full bool) (syncResult, error) {
+	r, err := s.Sync(ctx, slices.Collect(maps.Values(rules)), full)
 	return syncResult{full: r.Kind == ipvs.Full, reason: r.Reason, operations: r.Operations}, err
 }
 
@@ -95,6 +98,9 @@ type forwarder struct {
 	desiredRules map[forwarding.Key]forwarding.Rule
 	from         map[string]*service
 	contested    bool
+	// failed says the last sync failed: what changed since the one
+	// before is then unknown to the backend and to logChanges.
+	failed bool
 }
 
 // newForwarder returns the forwarder for cfg.Dataplane, nil for none.
@@ -163,16 +169,16 @@ func (s *speaker) forward(ctx context.Context, services map[string]*service, min
 // only those: that is where traffic arrives. Another node's table would
 // only matter to traffic that still reaches it by a stale ARP entry.
 func (f *forwarder) apply(ctx context.Context, services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) error {
-	byKey, changed := f.desired(services, mine, advertised, mineSame)
-	// In no order: the backends sort what they need to.
-	rules := make([]forwarding.Rule, 0, len(byKey))
-	for _, r := range byKey {
-		rules = append(rules, r)
+	rules, changed := f.desired(services, mine, advertised, mineSame)
+	if f.failed {
+		// The keys the failed sync was told about are not in changed.
+		changed = nil
 	}
 	start := time.Now()
-	res, err := f.syncer.sync(ctx, rules, start.Sub(f.lastFull) >= fullSyncInterval)
+	res, err := f.syncer.sync(ctx, rules, changed, start.Sub(f.lastFull) >= fullSyncInterval)
 	took := time.Since(start)
 	f.duration.WithLabelValues(res.kind()).Observe(took.Seconds())
+	f.failed = err != nil
 	if err != nil {
 		return fmt.Errorf("programming %d forwarding rules: %w", len(rules), err)
 	}
@@ -181,16 +187,18 @@ func (f *forwarder) apply(ctx context.Context, services map[string]*service, min
 	}
 	f.last.Set(float64(time.Now().UnixNano()) / 1e9)
 	f.rules.Set(float64(len(rules)))
-	f.logChanges(byKey, changed, res, took)
+	f.logChanges(rules, changed, res, took)
 	return nil
 }
 
 // desired returns the rules to forward and, when it could bring the last
-// ones up to date in place, the keys that changed; nil when it computed
-// them all again. In place is for the common change: mine as it was, no
-// BGP, and no key that two Services claim; then only the Services whose
-// derived state is new (a new *service: the store keeps the old one
-// when nothing changed) are looked at.
+// ones up to date in place, the keys that changed (empty, not nil, when
+// none did); nil when it computed them all again. The map is f's and
+// later calls change it in place: the backends keep none of it. In place
+// is for the common change: mine as it was, no BGP, and no key that two
+// Services claim; then only the Services whose derived state is new (a
+// new *service: the store keeps the old one when nothing changed) are
+// looked at.
 func (f *forwarder) desired(services map[string]*service, mine map[netip.Addr]election.Announcement, advertised map[string]bool, mineSame bool) (map[forwarding.Key]forwarding.Rule, []forwarding.Key) {
 	if mineSame && len(advertised) == 0 && f.desiredRules != nil && !f.contested {
 		if changed, ok := f.update(services, mine); ok {
@@ -224,7 +232,9 @@ func (f *forwarder) update(services map[string]*service, mine map[netip.Addr]ele
 			}
 		}
 	}
-	var changed []forwarding.Key
+	// Empty, not nil, when nothing changed: nil would say unknown, and
+	// cost the backend and logChanges a pass over every rule.
+	changed := []forwarding.Key{}
 	for _, k := range keys {
 		for _, r := range ownRules(f.from[k], mine, nil) {
 			if cur, ok := f.desiredRules[r.Key]; ok && cur.Service == k {

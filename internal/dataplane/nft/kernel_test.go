@@ -61,7 +61,7 @@ func TestKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	res, err := s.Sync(ctx, story, false)
+	res, err := s.Sync(ctx, forwarding.Merge(story), nil, false)
 	if err != nil || res.Kind != Full {
 		t.Fatalf("first sync: %+v, %v", res, err)
 	}
@@ -69,7 +69,7 @@ func TestKernel(t *testing.T) {
 
 	changed := []forwarding.Rule{rule("192.0.2.1", forwarding.TCP, 80, "10.244.1.3:8080"), story[1], story[3],
 		rule("2001:db8::2", forwarding.UDP, 53, "[fd00:244::2]:53")}
-	if res, err := s.Sync(ctx, changed, false); err != nil || res.Kind != Partial {
+	if res, err := s.Sync(ctx, forwarding.Merge(changed), nil, false); err != nil || res.Kind != Partial {
 		t.Fatalf("partial sync: %+v, %v", res, err)
 	}
 	check(t, changed)
@@ -83,7 +83,7 @@ func TestKernel(t *testing.T) {
 		if out, err := exec.Command(breakIt[0], breakIt[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v: %s", breakIt, err, out)
 		}
-		res, err := s.Sync(ctx, changed, false)
+		res, err := s.Sync(ctx, forwarding.Merge(changed), nil, false)
 		if err != nil || res.Kind != Full {
 			t.Fatalf("sync after %v: %+v, %v; want a full sync", breakIt, res, err)
 		}
@@ -97,7 +97,7 @@ func TestKernel(t *testing.T) {
 		t.Fatalf("deleting an element: %v: %s", err, out)
 	}
 	fewer := changed[:2]
-	if res, err := s.Sync(ctx, fewer, false); err != nil || res.Kind != Full || res.Reason != "partial failed" {
+	if res, err := s.Sync(ctx, forwarding.Merge(fewer), nil, false); err != nil || res.Kind != Full || res.Reason != "partial failed" {
 		t.Fatalf("sync after an element vanished: %+v, %v; want a full sync (partial failed)", res, err)
 	}
 	check(t, fewer)
@@ -106,6 +106,46 @@ func TestKernel(t *testing.T) {
 	}
 	if out, err := exec.Command("nft", "list", "table", "inet", Table).CombinedOutput(); err == nil {
 		t.Errorf("table still there after Remove:\n%s", out)
+	}
+}
+
+// TestKernelIncremental: over netlink, partial syncs told which keys
+// changed (churn's random steps) leave, step after step, the table check
+// expects of all the rules.
+func TestKernelIncremental(t *testing.T) {
+	if !netns(t) {
+		return
+	}
+	ctx := context.Background()
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	c := newChurn(13)
+	for step := range 150 {
+		changed := c.step()
+		want := Partial
+		if step == 0 {
+			changed, want = nil, Full
+		}
+		res, err := s.Sync(ctx, c.rules, changed, false)
+		if err != nil || res.Kind != want {
+			t.Fatalf("step %d: %+v, %v; want a %s sync", step, res, err, want)
+		}
+		var rules []forwarding.Rule
+		for _, r := range c.rules {
+			if len(r.Endpoints) > 0 {
+				rules = append(rules, r)
+			}
+		}
+		check(t, rules)
+		if t.Failed() {
+			t.Fatalf("step %d: changed %v", step, changed)
+		}
+	}
+	if err := s.Remove(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -266,7 +306,7 @@ func TestKernelLikeNft(t *testing.T) {
 	build := func(s *Syncer) listing {
 		var l listing
 		for i, rules := range [][]forwarding.Rule{story, changed} {
-			res, err := s.Sync(ctx, rules, false)
+			res, err := s.Sync(ctx, forwarding.Merge(rules), nil, false)
 			if want := []Kind{Full, Partial}[i]; err != nil || res.Kind != want {
 				t.Fatalf("sync %d: %+v, %v; want %s", i, res, err, want)
 			}
@@ -301,7 +341,7 @@ func TestKernelLikeNft(t *testing.T) {
 	t.Logf("table:\n%s", got.text)
 
 	// nft reads back what it lists.
-	if _, err := s.Sync(ctx, changed, true); err != nil {
+	if _, err := s.Sync(ctx, forwarding.Merge(changed), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("nft", "list", "table", "inet", Table).Output()

@@ -55,6 +55,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
@@ -118,8 +119,13 @@ type Syncer struct {
 	// (nil: the table is gone); the integrity check's only read.
 	rules func(ctx context.Context) (map[string]int, error)
 	// applied is each key's endpoints as last committed; nil until the
-	// first successful sync, which is therefore full.
+	// first successful sync, which is therefore full, and after a failed
+	// one.
 	applied map[forwarding.Key][]netip.AddrPort
+	// chains counts the keys of applied that jump to each endpoint chain:
+	// a chain is made when its count leaves 0 and deleted when it returns
+	// there, which a partial sync can tell without a pass over applied.
+	chains map[eps]int
 	// close releases what New opened.
 	close func() error
 }
@@ -181,19 +187,21 @@ func NewWith(nft knftables.Interface) *Syncer {
 	return &Syncer{newTx: func() tx { return newKnftTx(nft) }, rules: listedRuleCounts(nft)}
 }
 
-// Sync makes the table forward exactly rules. With full, or when the table
-// is missing or its fixed rules were flushed (checked on every call), it
-// replaces the whole table atomically; otherwise it commits one
-// transaction with the changed chains and map elements only. A failed
-// partial sync falls back to a full one.
-func (s *Syncer) Sync(ctx context.Context, rules []forwarding.Rule, full bool) (Result, error) {
-	want := make(map[forwarding.Key][]netip.AddrPort, len(rules))
-	for _, r := range rules {
-		if len(r.Endpoints) == 0 {
-			continue
-		}
-		want[r.Key] = r.Endpoints
-	}
+// Sync makes the table forward exactly rules, by key; a rule without
+// endpoints forwards nothing. changed, when not nil, lists every key whose
+// rule may differ from the previous call's (a key may repeat, or not have
+// changed at all): a partial sync then looks at those keys alone, so that
+// it costs what changed, not what the table holds. nil means unknown, and
+// every key is compared. A caller that keeps rules in place and reports
+// what it touched avoids both a copy and a pass over them per sync.
+//
+// With full, or when the table is missing or its fixed rules were flushed
+// (checked on every call), Sync replaces the whole table atomically;
+// otherwise it commits one transaction with the changed chains and map
+// elements only. A failed partial sync falls back to a full one, and a
+// failed sync makes the next one full, so changed never has to look
+// further back than the previous call.
+func (s *Syncer) Sync(ctx context.Context, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, full bool) (Result, error) {
 	reason := "requested"
 	switch {
 	case s.applied == nil:
@@ -204,30 +212,39 @@ func (s *Syncer) Sync(ctx context.Context, rules []forwarding.Rule, full bool) (
 		}
 	}
 	if !full {
+		if changed == nil {
+			changed = s.differing(rules)
+		}
 		tx := s.newTx()
-		s.partial(tx, want)
+		diff := s.partial(tx, rules, changed)
 		res := Result{Kind: Partial, Operations: tx.operations()}
 		if res.Operations == 0 {
 			return res, nil
 		}
 		err := tx.run(ctx)
 		if err == nil {
-			s.applied = want
+			s.record(rules, diff)
 			return res, nil
 		}
 		// Someone changed the table between the check and the commit, or
 		// our idea of it is wrong: start again from nothing.
 		full, reason = true, "partial failed"
-		s.applied = nil
+		s.applied, s.chains = nil, nil
+	}
+	want := make(map[forwarding.Key][]netip.AddrPort, len(rules))
+	for k, r := range rules {
+		if len(r.Endpoints) > 0 {
+			want[k] = r.Endpoints
+		}
 	}
 	tx := s.newTx()
 	s.full(tx, want)
 	res := Result{Kind: Full, Reason: reason, Operations: tx.operations()}
 	if err := tx.run(ctx); err != nil {
-		s.applied = nil
+		s.applied, s.chains = nil, nil
 		return res, fmt.Errorf("replacing table inet %s (%d rules): %w", Table, len(want), err)
 	}
-	s.applied = want
+	s.applied, s.chains = want, chainUse(want)
 	return res, nil
 }
 
@@ -235,7 +252,7 @@ func (s *Syncer) Sync(ctx context.Context, rules []forwarding.Rule, full bool) (
 func (s *Syncer) Remove(ctx context.Context) error {
 	tx := s.newTx()
 	tx.deleteTable()
-	s.applied = nil
+	s.applied, s.chains = nil, nil
 	if err := tx.run(ctx); err != nil {
 		return fmt.Errorf("deleting table inet %s: %w", Table, err)
 	}
@@ -246,7 +263,9 @@ func (s *Syncer) Remove(ctx context.Context) error {
 // gone, or a rule of its fixed chains or of its endpoint chains is
 // missing, which is what `nft flush table` or `nft flush ruleset` leave.
 // It reads rule counts only, a few dozen chains whatever the number of
-// services; a changed map element is repaired by the periodic full sync.
+// services, and compares them with s.chains, kept up to date by every
+// sync rather than counted again from s.applied; a changed map element
+// is repaired by the periodic full sync.
 func (s *Syncer) intact(ctx context.Context) string {
 	have, err := s.rules(ctx)
 	switch {
@@ -255,12 +274,13 @@ func (s *Syncer) intact(ctx context.Context) string {
 	case have == nil:
 		return "table missing"
 	}
-	want := map[string]int{chainServices: 2}
+	want := make(map[string]int, len(hooks)+1+len(s.chains))
+	want[chainServices] = 2
 	for _, h := range hooks {
 		want[h.name] = 1
 	}
-	for c := range epsChains(s.applied) {
-		want[c] = 1
+	for e := range s.chains {
+		want[e.name()] = 1
 	}
 	if !maps.Equal(have, want) {
 		return "table changed"
@@ -275,9 +295,9 @@ func (s *Syncer) intact(ctx context.Context) string {
 // large messages).
 func (s *Syncer) full(tx tx, want map[forwarding.Key][]netip.AddrPort) {
 	tx.replaceTable()
-	chains := epsChains(want)
-	for _, c := range slices.Sorted(maps.Keys(chains)) {
-		tx.addChain(chains[c])
+	chains := chainUse(want)
+	for _, e := range slices.SortedFunc(maps.Keys(chains), byName) {
+		tx.addChain(e)
 	}
 	keys := sortedKeys(want)
 	for _, k := range keys {
@@ -290,71 +310,119 @@ func (s *Syncer) full(tx tx, want map[forwarding.Key][]netip.AddrPort) {
 	}
 }
 
-// partial queues what turns s.applied into want, in phases: endpoint
-// chains made before their first use; verdict elements of services gone
-// or resized out; their backends and changed ones out; new backends in;
-// verdict elements of new or resized services in; endpoint chains deleted
-// after their last use (a chain a map still jumps to cannot be deleted).
-// Only the services that differ are sorted (for a stable order), so one
-// changed endpoint costs two passes over the maps, not two sorts.
-func (s *Syncer) partial(tx tx, want map[forwarding.Key][]netip.AddrPort) {
-	var stale, fresh []forwarding.Key // gone or changed; new or changed
+// differing is every key whose endpoints in rules are not those last
+// committed: what a caller that does not know what changed leaves to
+// this, at the cost of one pass over both.
+func (s *Syncer) differing(rules map[forwarding.Key]forwarding.Rule) []forwarding.Key {
+	var out []forwarding.Key
 	for k, old := range s.applied {
-		if eps, ok := want[k]; !ok || !sameEndpoints(old, eps) {
-			stale = append(stale, k)
+		if !sameEndpoints(old, rules[k].Endpoints) {
+			out = append(out, k)
 		}
 	}
-	for k, eps := range want {
-		if old, ok := s.applied[k]; !ok || !sameEndpoints(old, eps) {
-			fresh = append(fresh, k)
+	for k, r := range rules {
+		if _, had := s.applied[k]; !had && len(r.Endpoints) > 0 {
+			out = append(out, k)
 		}
 	}
-	byKey := func(a, b forwarding.Key) int { return a.Compare(b) }
-	slices.SortFunc(stale, byKey)
-	slices.SortFunc(fresh, byKey)
-	// same: k is on both sides with as many endpoints, so only the
-	// endpoints that differ change, and its verdict element stays.
-	same := func(k forwarding.Key) bool {
-		old, ok := s.applied[k]
-		eps, ok2 := want[k]
-		return ok && ok2 && len(old) == len(eps)
-	}
+	return out
+}
 
-	had, need := epsChains(s.applied), epsChains(want)
-	for _, c := range slices.Sorted(maps.Keys(need)) {
-		if _, ok := had[c]; !ok {
-			tx.addChain(need[c])
+// partial queues what turns s.applied into rules, given that only the
+// keys in changed may differ, and returns the keys that do, sorted and
+// distinct (record's input once the transaction is committed). Phases:
+// endpoint chains made before their first use; verdict elements of
+// services gone or resized out; their backends and changed ones out; new
+// backends in; verdict elements of new or resized services in; endpoint
+// chains deleted after their last use (a chain a map still jumps to
+// cannot be deleted). Whether a chain is first made or last used comes
+// from s.chains, so nothing here looks at a key that is not in changed.
+func (s *Syncer) partial(tx tx, rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key) []forwarding.Key {
+	var diff []forwarding.Key
+	for _, k := range changed {
+		if !sameEndpoints(s.applied[k], rules[k].Endpoints) {
+			diff = append(diff, k)
 		}
 	}
-	for _, k := range stale {
-		if !same(k) {
-			tx.deleteVerdict(k, len(s.applied[k]))
+	// Sorted for a stable order; only the keys that differ are.
+	slices.SortFunc(diff, forwarding.Key.Compare)
+	diff = slices.Compact(diff)
+
+	delta := map[eps]int{}
+	for _, k := range diff {
+		if old := s.applied[k]; len(old) > 0 {
+			delta[epsOf(k, len(old))]--
+		}
+		if eps := rules[k].Endpoints; len(eps) > 0 {
+			delta[epsOf(k, len(eps))]++
 		}
 	}
-	for _, k := range stale {
-		old, eps := s.applied[k], want[k]
+	var made, gone []eps
+	for e, d := range delta {
+		switch n := s.chains[e]; {
+		case n == 0 && d > 0:
+			made = append(made, e)
+		case n > 0 && n+d == 0:
+			gone = append(gone, e)
+		}
+	}
+	slices.SortFunc(made, byName)
+	slices.SortFunc(gone, byName)
+
+	// resized: k's verdict element goes, or comes, or both: it is new,
+	// gone or has another number of endpoints. Otherwise only the
+	// endpoints that differ change.
+	resized := func(old, eps []netip.AddrPort) bool { return len(old) != len(eps) }
+	for _, e := range made {
+		tx.addChain(e)
+	}
+	for _, k := range diff {
+		if old := s.applied[k]; len(old) > 0 && resized(old, rules[k].Endpoints) {
+			tx.deleteVerdict(k, len(old))
+		}
+	}
+	for _, k := range diff {
+		old, eps := s.applied[k], rules[k].Endpoints
 		for i := range old {
-			if !same(k) || old[i] != eps[i] {
+			if resized(old, eps) || old[i] != eps[i] {
 				tx.deleteBackend(k, i, old[i])
 			}
 		}
 	}
-	for _, k := range fresh {
-		old, eps := s.applied[k], want[k]
+	for _, k := range diff {
+		old, eps := s.applied[k], rules[k].Endpoints
 		for i := range eps {
-			if !same(k) || old[i] != eps[i] {
+			if resized(old, eps) || old[i] != eps[i] {
 				tx.addBackend(k, i, eps[i])
 			}
 		}
 	}
-	for _, k := range fresh {
-		if !same(k) {
-			tx.addVerdict(k, len(want[k]))
+	for _, k := range diff {
+		if eps := rules[k].Endpoints; len(eps) > 0 && resized(s.applied[k], eps) {
+			tx.addVerdict(k, len(eps))
 		}
 	}
-	for _, c := range slices.Sorted(maps.Keys(had)) {
-		if _, ok := need[c]; !ok {
-			tx.deleteChain(had[c])
+	for _, e := range gone {
+		tx.deleteChain(e)
+	}
+	return diff
+}
+
+// record makes s.applied and s.chains what a committed partial sync left
+// for the keys in diff.
+func (s *Syncer) record(rules map[forwarding.Key]forwarding.Rule, diff []forwarding.Key) {
+	for _, k := range diff {
+		if old := s.applied[k]; len(old) > 0 {
+			e := epsOf(k, len(old))
+			if s.chains[e]--; s.chains[e] == 0 {
+				delete(s.chains, e)
+			}
+		}
+		if eps := rules[k].Endpoints; len(eps) > 0 {
+			s.applied[k] = eps
+			s.chains[epsOf(k, len(eps))]++
+		} else {
+			delete(s.applied, k)
 		}
 	}
 }
@@ -398,18 +466,17 @@ func (e eps) name() string {
 
 func epsOf(k forwarding.Key, n int) eps { return eps{v6: k.VIP.Is6(), proto: k.Protocol, n: n} }
 
-// epsChains is the endpoint chains a set of services needs, by name.
-func epsChains(m map[forwarding.Key][]netip.AddrPort) map[string]eps {
-	seen := map[eps]bool{}
+// chainUse counts the services that jump to each endpoint chain.
+func chainUse(m map[forwarding.Key][]netip.AddrPort) map[eps]int {
+	out := map[eps]int{}
 	for k, v := range m {
-		seen[epsOf(k, len(v))] = true
-	}
-	out := make(map[string]eps, len(seen))
-	for e := range seen {
-		out[e.name()] = e
+		out[epsOf(k, len(v))]++
 	}
 	return out
 }
+
+// byName orders endpoint chains as their names sort.
+func byName(a, b eps) int { return strings.Compare(a.name(), b.name()) }
 
 func sortedKeys[V any](m map[forwarding.Key]V) []forwarding.Key {
 	return slices.SortedFunc(maps.Keys(m), func(a, b forwarding.Key) int { return a.Compare(b) })

@@ -3,6 +3,8 @@ package nft
 import (
 	"context"
 	"flag"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -49,7 +51,7 @@ func golden(t *testing.T, fake *knftables.Fake) {
 
 func sync(t *testing.T, s *Syncer, rules []forwarding.Rule, full bool, want Kind) Result {
 	t.Helper()
-	res, err := s.Sync(context.Background(), rules, full)
+	res, err := s.Sync(context.Background(), forwarding.Merge(rules), nil, full)
 	if err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
@@ -228,5 +230,169 @@ func TestDNATRule(t *testing.T) {
 		if got := dnatRule(tc.eps); got != tc.want {
 			t.Errorf("dnatRule(%v) = %q, want %q", tc.eps, got, tc.want)
 		}
+	}
+}
+
+// churn changes rules a few keys at a time, at random, as the speaker's
+// forwarder does in place: services come, go, gain, lose or swap
+// endpoints (in new lists), and some keep a rule with none. Its keys are
+// 5 addresses of both families, 3 protocols and 2 ports; endpoints come
+// from 6 per family.
+type churn struct {
+	rng   *rand.Rand
+	keys  []forwarding.Key
+	rules map[forwarding.Key]forwarding.Rule
+}
+
+func newChurn(seed uint64) *churn {
+	c := &churn{rng: rand.New(rand.NewPCG(seed, 11)), rules: map[forwarding.Key]forwarding.Rule{}}
+	for _, vip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1", "2001:db8::2"} {
+		for _, p := range protocols {
+			for _, port := range []uint16{80, 443} {
+				c.keys = append(c.keys, forwarding.Key{VIP: netip.MustParseAddr(vip), Protocol: p, Port: port})
+			}
+		}
+	}
+	for _, k := range c.keys[:10] {
+		c.rules[k] = forwarding.Rule{Key: k, Service: "ns/" + k.VIP.String(), Endpoints: c.endpoints(k)}
+	}
+	return c
+}
+
+// endpoints is a random sorted set of up to 4 endpoints of k's family:
+// often as many as before, sometimes the same.
+func (c *churn) endpoints(k forwarding.Key) []netip.AddrPort {
+	var out []netip.AddrPort
+	for i := range 6 {
+		if c.rng.IntN(3) == 0 && len(out) < 4 {
+			a := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
+			if k.VIP.Is6() {
+				a = netip.AddrFrom16([16]byte{0xfd, 0, 15: byte(i + 1)})
+			}
+			out = append(out, netip.AddrPortFrom(a, 8080))
+		}
+	}
+	return out
+}
+
+// step changes one to three keys and returns them as the forwarder
+// would name them, sometimes twice and with a key that did not change.
+func (c *churn) step() []forwarding.Key {
+	var changed []forwarding.Key
+	for range 1 + c.rng.IntN(3) {
+		k := c.keys[c.rng.IntN(len(c.keys))]
+		r := c.rules[k]
+		switch c.rng.IntN(5) {
+		case 0:
+			delete(c.rules, k)
+		case 1:
+			// One endpoint replaced: the count stays.
+			if len(r.Endpoints) > 0 {
+				eps := slices.Clone(r.Endpoints)
+				eps[c.rng.IntN(len(eps))] = netip.AddrPortFrom(eps[0].Addr(), uint16(9000+c.rng.IntN(4)))
+				r.Endpoints = eps
+				c.rules[k] = r
+				break
+			}
+			fallthrough
+		default:
+			r.Key, r.Service, r.Endpoints = k, "ns/"+k.VIP.String(), c.endpoints(k)
+			c.rules[k] = r
+		}
+		changed = append(changed, k)
+		if c.rng.IntN(4) == 0 {
+			changed = append(changed, k, c.keys[c.rng.IntN(len(c.keys))])
+		}
+	}
+	return changed
+}
+
+// TestIncrementalLikeDiff: a Syncer told which keys changed does exactly
+// what one that compares every key does: after each of many random steps
+// (churn's; now and then a
+// requested full sync, a deleted table or a verdict element gone behind its
+// back) both ran the same transaction and hold the same table, which is
+// the table a full sync builds, and the same idea of it.
+func TestIncrementalLikeDiff(t *testing.T) {
+	c := newChurn(7)
+	rules, keys := c.rules, c.keys
+	incFake := knftables.NewFake(knftables.InetFamily, Table)
+	diffFake := knftables.NewFake(knftables.InetFamily, Table)
+	inc, diff := NewWith(incFake), NewWith(diffFake)
+	ctx := context.Background()
+	partials, reasons := 0, map[string]int{}
+	for step := range 3000 {
+		changed := c.step()
+		full := step%97 == 96
+		switch step % 89 {
+		case 40:
+			for _, f := range []*knftables.Fake{incFake, diffFake} {
+				tx := f.NewTransaction()
+				tx.Delete(&knftables.Table{})
+				if err := f.Run(ctx, tx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case 80:
+			// A service's verdict element vanishes behind our back as
+			// the service goes: the partial sync that deletes it fails,
+			// and a full one starts again.
+			for _, k := range keys {
+				n := len(inc.applied[k])
+				if n == 0 {
+					continue
+				}
+				for _, f := range []*knftables.Fake{incFake, diffFake} {
+					tx := newKnftTx(f)
+					tx.deleteVerdict(k, n)
+					if err := tx.run(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				delete(rules, k)
+				changed = append(changed, k)
+				break
+			}
+		}
+		got, err := inc.Sync(ctx, rules, changed, full)
+		if err != nil {
+			t.Fatalf("step %d: incremental sync: %v", step, err)
+		}
+		want, err := diff.Sync(ctx, rules, nil, full)
+		if err != nil {
+			t.Fatalf("step %d: diffing sync: %v", step, err)
+		}
+		if got != want {
+			t.Fatalf("step %d: incremental sync %+v, diffing sync %+v", step, got, want)
+		}
+		if got.Kind == Partial {
+			partials++
+		} else {
+			reasons[got.Reason]++
+		}
+		if got.Operations > 0 {
+			if g, w := incFake.LastTransaction.String(), diffFake.LastTransaction.String(); g != w {
+				t.Fatalf("step %d: incremental transaction\n%s\ndiffing transaction\n%s", step, g, w)
+			}
+		}
+		if g, w := incFake.Dump(), diffFake.Dump(); g != w {
+			t.Fatalf("step %d: incremental sync left\n%s\ndiffing sync left\n%s", step, g, w)
+		}
+		scratch := knftables.NewFake(knftables.InetFamily, Table)
+		if _, err := NewWith(scratch).Sync(ctx, rules, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		if g, w := sortedLines(incFake.Dump()), sortedLines(scratch.Dump()); g != w {
+			t.Fatalf("step %d: incremental sync left\n%s\na full sync builds\n%s", step, g, w)
+		}
+		eq := func(a, b []netip.AddrPort) bool { return slices.Equal(a, b) }
+		if !maps.EqualFunc(inc.applied, diff.applied, eq) || !maps.Equal(inc.chains, diff.chains) ||
+			!maps.Equal(inc.chains, chainUse(inc.applied)) {
+			t.Fatalf("step %d: incremental state %v %v, diffing state %v %v", step, inc.applied, inc.chains, diff.applied, diff.chains)
+		}
+	}
+	t.Logf("%d of 3000 steps were partial syncs; full ones by reason: %v", partials, reasons)
+	if partials < 2500 || reasons["partial failed"] == 0 || reasons["table missing"] == 0 {
+		t.Errorf("%d of 3000 steps were partial syncs, want most; full ones by reason %v, want some after failures and repairs", partials, reasons)
 	}
 }
