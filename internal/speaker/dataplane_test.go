@@ -344,7 +344,7 @@ func TestForwarderChangedKeys(t *testing.T) {
 		if _, err := nft.NewWith(scratch).Sync(ctx, want, nil, true); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := sortedLines(fake.Dump()), sortedLines(scratch.Dump()); got != want {
+		if got, want := forwardingLines(fake.Dump()), forwardingLines(scratch.Dump()); got != want {
 			t.Fatalf("step %d: the forwarder left\n%s\na full sync builds\n%s", step, got, want)
 		}
 	}
@@ -356,10 +356,29 @@ func TestForwarderChangedKeys(t *testing.T) {
 	}
 }
 
-func sortedLines(s string) string {
-	lines := strings.Split(s, "\n")
-	slices.Sort(lines)
-	return strings.Join(lines, "\n")
+// forwardingLines is a table dump's lines, sorted, without the endpoint
+// chains no element jumps to: the nftables backend keeps those, and which
+// it keeps depends on its history, not on what it forwards.
+func forwardingLines(dump string) string {
+	lines := strings.Split(dump, "\n")
+	jumped := map[string]bool{}
+	for _, l := range lines {
+		if _, target, ok := strings.Cut(l, "goto "); ok {
+			jumped[strings.Fields(target)[0]] = true
+		}
+	}
+	var out []string
+next:
+	for _, l := range lines {
+		for _, f := range strings.Fields(l) {
+			if (strings.HasPrefix(f, "eps4-") || strings.HasPrefix(f, "eps6-")) && !jumped[f] {
+				continue next
+			}
+		}
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }
 
 // nopSyncer programs nothing and says so.

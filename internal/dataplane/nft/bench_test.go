@@ -384,6 +384,37 @@ func moveEndpoint(rules map[forwarding.Key]forwarding.Rule, keys []forwarding.Ke
 	return k
 }
 
+// BenchmarkEndpointCountChange is one service of 10,000 losing its last
+// endpoint and getting it back, in turn: each change moves the service to
+// the endpoint chain of another endpoint count, as an endpoint going
+// unready does in a cluster.
+func BenchmarkEndpointCountChange(b *testing.B) {
+	const n, eps = 10000, 10
+	benchSetup(b)
+	b.StopTimer()
+	deleteTable(b)
+	rules := forwarding.Merge(benchRules(n, eps))
+	k := sortedKeys(rules)[0]
+	all := rules[k].Endpoints
+	s := newSyncer(b)
+	mustSync(b, s, rules, nil, Full)
+	var f syncFigures
+	for i := range b.N {
+		r := rules[k]
+		r.Endpoints = all
+		if i%2 == 0 {
+			r.Endpoints = all[: len(all)-1 : len(all)-1]
+		}
+		rules[k] = r
+		runtime.GC()
+		f.start(b)
+		res := mustSync(b, s, rules, []forwarding.Key{k}, Partial)
+		f.stop(b, res)
+	}
+	f.report(b)
+	deleteTable(b)
+}
+
 // BenchmarkEndpointChangeGo is BenchmarkEndpointChange's Go side: one
 // endpoint of one service replaced among 10,000 services of 10 endpoints,
 // diffed and encoded as netlink messages that are never sent. It runs

@@ -68,8 +68,6 @@ func (t *knftTx) addChain(e eps) {
 	t.tx.Add(&knftables.Rule{Chain: e.name(), Rule: dnatRule(e)})
 }
 
-func (t *knftTx) deleteChain(e eps) { t.tx.Delete(&knftables.Chain{Name: e.name()}) }
-
 func (t *knftTx) addVerdict(k forwarding.Key, n int)    { t.tx.Add(element(k, n)) }
 func (t *knftTx) deleteVerdict(k forwarding.Key, n int) { t.tx.Delete(element(k, n)) }
 

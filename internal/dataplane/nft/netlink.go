@@ -184,14 +184,6 @@ func (t *nlTx) addChain(e eps) {
 	t.rule(e.name(), dnatExprs(e))
 }
 
-func (t *nlTx) deleteChain(e eps) {
-	a := t.msg(unix.NFT_MSG_DELCHAIN, 0)
-	a.str(unix.NFTA_CHAIN_TABLE, Table)
-	a.str(unix.NFTA_CHAIN_NAME, e.name())
-	t.done(a)
-	t.ops++
-}
-
 func (t *nlTx) addVerdict(k forwarding.Key, n int) {
 	t.element(unix.NFT_MSG_NEWSETELEM, verdictMapName(k), verdictKey(k), nil, epsOf(k, n).name())
 }

@@ -80,7 +80,9 @@ func TestElementMessages(t *testing.T) {
 	tx := newNlTx(nil)
 	(&Syncer{}).full(tx, want)
 	tx.closeElems()
-	if want := 18 + 2 + 3000*11; tx.operations() != want {
+	// The fixed table, ten endpoint chains (1 to 10 endpoints) of a chain
+	// and a rule each, and eleven elements per service.
+	if want := 18 + 10*2 + 3000*11; tx.operations() != want {
 		t.Errorf("%d operations, want %d", tx.operations(), want)
 	}
 	elemMsgs := 0
