@@ -117,7 +117,7 @@ func BenchmarkDataplaneVsKubeProxy(b *testing.B) {
 		if d.kubeProxy == "" {
 			runs = 9
 		}
-		d.profile("heap", fmt.Sprintf("heap-%d.pprof", n))
+		d.profile("heap?gc=1", fmt.Sprintf("heap-%d.pprof", n))
 		profiled := make(chan struct{})
 		go func() {
 			defer close(profiled)
@@ -418,7 +418,12 @@ func (d *dpBench) endpointChanges(ctx context.Context, runs int) (lat, cost, kpL
 		if err := d.c.Get(ctx, client.ObjectKey{Namespace: benchDPNS, Name: "dp-00000"}, &es); err != nil {
 			d.b.Fatal(err)
 		}
-		es.Endpoints[0].Conditions.Ready = ptr(i%2 == 1)
+		// Flip it: a write of what is already there changes nothing and
+		// no one syncs for it. (Setting it by the run's number did that to
+		// the first change at 10,000 after three at 1,000, which then timed
+		// the next periodic sync: 2-4.5 s.)
+		ready := es.Endpoints[0].Conditions.Ready
+		es.Endpoints[0].Conditions.Ready = ptr(ready != nil && !*ready)
 		sums, counts := map[*probe]float64{}, map[*probe]float64{}
 		for _, p := range probes {
 			sums[p], _ = d.metric(p.node, p.port, p.sum)
