@@ -102,13 +102,14 @@ func deleteTable(b *testing.B) {
 	nftCmd(b, "delete", "table", "inet", Table)
 }
 
-func newSyncer(b *testing.B) *Syncer {
-	b.Helper()
+// newSyncer is New, closed when the test or benchmark ends.
+func newSyncer(tb testing.TB) *Syncer {
+	tb.Helper()
 	s, err := New()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { _ = s.Close() })
+	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
 

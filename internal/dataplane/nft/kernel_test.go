@@ -56,11 +56,7 @@ func TestKernel(t *testing.T) {
 		return
 	}
 	ctx := context.Background()
-	s, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := newSyncer(t)
 	res, err := s.Sync(ctx, forwarding.Merge(story), nil, false)
 	if err != nil || res.Kind != Full {
 		t.Fatalf("first sync: %+v, %v", res, err)
@@ -117,11 +113,7 @@ func TestKernelIncremental(t *testing.T) {
 		return
 	}
 	ctx := context.Background()
-	s, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := newSyncer(t)
 	c := newChurn(13)
 	for step := range 150 {
 		changed := c.step()
