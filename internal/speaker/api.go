@@ -72,13 +72,13 @@ func (a *api) informers() []cache.SharedIndexInformer {
 	}
 }
 
-// start runs the informers until ctx ends and waits until each has listed
-// everything once; false if ctx ended first.
-func (a *api) start(ctx context.Context) bool {
+// start runs the informers until run ends and waits until each has listed
+// everything once; false if wait ended first.
+func (a *api) start(run, wait context.Context) bool {
 	var synced []cache.InformerSynced
 	for _, inf := range a.informers() {
-		go inf.RunWithContext(ctx)
+		go inf.RunWithContext(run)
 		synced = append(synced, inf.HasSynced)
 	}
-	return cache.WaitForCacheSync(ctx.Done(), synced...)
+	return cache.WaitForCacheSync(wait.Done(), synced...)
 }

@@ -212,12 +212,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if healthLn != nil {
 		go s.serve(serving, "health", healthLn, s.healthHandler())
 	}
-	// The cache holding everything is not enough: the first sync must
-	// also find every Service in the store, whose handlers run after the
-	// cache has them.
+	// The informers outlive ctx until Run returns, so that shutdown reads
+	// a cache that still follows the API server; a signal while they list
+	// still ends the wait. The cache holding everything is not enough:
+	// the first sync must also find every Service in the store, whose
+	// handlers run after the cache has them.
 	informers, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopInformers()
-	if !a.start(informers) || ctx.Err() != nil {
+	if !a.start(informers, ctx) {
 		return s.shutdown()
 	}
 	for _, reg := range fed {
