@@ -52,12 +52,121 @@ type Rule struct {
 	Endpoints []netip.AddrPort
 }
 
-// ForService returns the rules node should program for one Service:
-// for each of its ingress IPs and ports, its ready endpoints on node, with
-// the target port resolved by port name from its EndpointSlices (in any
-// order). Pure and deterministic: the result is sorted by Key. A speaker
-// keeps it until the Service or one of its slices changes, and Merge
-// combines the Services'.
+// Service is what forwarding reads of a LoadBalancer Service (ServiceOf).
+type Service struct {
+	// Key is the Service's namespace/name.
+	Key string
+	// IPs are its load-balancer addresses: distinct, IPv4-mapped ones
+	// made IPv4, none with a zone.
+	IPs []netip.Addr
+	// Ports are its ports with a protocol and number a rule can match.
+	Ports []Port
+}
+
+// Port is a port of a Service or of an EndpointSlice. A Service port
+// finds its target in a slice by name and protocol, as in kube-proxy.
+type Port struct {
+	Name     string
+	Protocol Protocol
+	Port     uint16
+}
+
+// Endpoints is what forwarding reads of one EndpointSlice for one node
+// (EndpointsOf): the slice's ports, and the address of each of its ready
+// endpoints on that node.
+type Endpoints struct {
+	IPv6  bool
+	Ports []Port
+	// Addrs are of the slice's family; none is IPv4-mapped or zoned.
+	Addrs []netip.Addr
+}
+
+// ServiceOf reads svc; false when it is not a LoadBalancer.
+func ServiceOf(svc *corev1.Service) (Service, bool) {
+	out := Service{Key: svc.Namespace + "/" + svc.Name}
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return out, false
+	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		ip, err := netip.ParseAddr(in.IP)
+		if err != nil || ip.Zone() != "" {
+			continue
+		}
+		if ip = ip.Unmap(); !slices.Contains(out.IPs, ip) {
+			out.IPs = append(out.IPs, ip)
+		}
+	}
+	for _, sp := range svc.Spec.Ports {
+		if proto, ok := protocol(sp.Protocol); ok && sp.Port > 0 && sp.Port <= 65535 {
+			out.Ports = append(out.Ports, Port{Name: sp.Name, Protocol: proto, Port: uint16(sp.Port)})
+		}
+	}
+	return out, true
+}
+
+// EndpointsOf reads es for node. Only its ready endpoints on node count
+// (a nil ready condition means ready, as the API says), and of each only
+// the first address: consumers may use no other, the rest are fungible
+// copies of it. An address whose family disagrees with the slice's
+// address type is not trusted. A slice of neither IP family has none.
+func EndpointsOf(node string, es *discoveryv1.EndpointSlice) Endpoints {
+	out := Endpoints{IPv6: es.AddressType == discoveryv1.AddressTypeIPv6}
+	if es.AddressType != discoveryv1.AddressTypeIPv4 && !out.IPv6 {
+		return out
+	}
+	for _, p := range es.Ports {
+		proto := TCP
+		if p.Protocol != nil {
+			var ok bool
+			if proto, ok = protocol(*p.Protocol); !ok {
+				continue
+			}
+		}
+		if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+			continue
+		}
+		out.Ports = append(out.Ports, Port{Name: ptrValue(p.Name), Protocol: proto, Port: uint16(*p.Port)})
+	}
+	n := 0
+	for _, ep := range es.Endpoints {
+		if local(node, ep) {
+			n++
+		}
+	}
+	out.Addrs = make([]netip.Addr, 0, n)
+	for _, ep := range es.Endpoints {
+		if !local(node, ep) {
+			continue
+		}
+		ip, err := netip.ParseAddr(ep.Addresses[0])
+		if err != nil || ip.Zone() != "" || ip.Is4() == out.IPv6 || ip.Is4In6() {
+			continue
+		}
+		out.Addrs = append(out.Addrs, ip)
+	}
+	return out
+}
+
+// local says ep is ready, on node, and has an address.
+func local(node string, ep discoveryv1.Endpoint) bool {
+	return ep.NodeName != nil && *ep.NodeName == node && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) && len(ep.Addresses) > 0
+}
+
+func ptrValue[T any](p *T) T {
+	var v T
+	if p != nil {
+		v = *p
+	}
+	return v
+}
+
+// ForService returns the rules a node programs for one Service, from the
+// Service and its EndpointSlices read for that node (in any order): for
+// each address and port, the node's ready endpoints of the address's
+// family, at the target port the slice gives the Service port. Pure and
+// deterministic: the result is sorted by Key, each rule's endpoints sorted
+// and distinct. A speaker keeps it until the Service or one of its slices
+// changes, and Merge combines the Services'.
 //
 // A node forwards only to its own pods, whatever the Service's
 // externalTrafficPolicy. For Local that is the policy itself. For Cluster,
@@ -66,29 +175,24 @@ type Rule struct {
 // encapsulation or routing arrangement with the other nodes; both are out
 // of scope here. A key with no local endpoint gets no rule, so the packet
 // goes on to whatever else handles it (kube-proxy, if it runs).
-func ForService(node string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) []Rule {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return nil
-	}
-	svcKey := svc.Namespace + "/" + svc.Name
+func ForService(svc Service, eps []*Endpoints) []Rule {
 	var out []Rule
-	for _, vip := range ingressIPs(svc) {
-		for _, sp := range svc.Spec.Ports {
-			proto, ok := protocol(sp.Protocol)
-			if !ok || sp.Port <= 0 || sp.Port > 65535 {
-				continue
-			}
-			k := Key{VIP: vip, Protocol: proto, Port: uint16(sp.Port)}
+	for _, vip := range svc.IPs {
+		for _, sp := range svc.Ports {
+			k := Key{VIP: vip, Protocol: sp.Protocol, Port: sp.Port}
 			if slices.ContainsFunc(out, func(r Rule) bool { return r.Key == k }) {
 				continue
 			}
-			if e := localEndpoints(node, vip.Is4(), sp.Name, proto, eps); len(e) > 0 {
-				out = append(out, Rule{Key: k, Service: svcKey, Endpoints: e})
+			if e := localEndpoints(vip.Is6(), sp, eps); len(e) > 0 {
+				if out == nil {
+					out = make([]Rule, 0, len(svc.IPs)*len(svc.Ports))
+				}
+				out = append(out, Rule{Key: k, Service: svc.Key, Endpoints: e})
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b Rule) int { return a.Key.Compare(b.Key) })
-	return out
+	return slices.Clip(out)
 }
 
 // Merge combines the rules of many Services into one rule per Key. Where
@@ -121,71 +225,46 @@ func serviceOrder(a, b string) int {
 	return cmp.Or(cmp.Compare(ans, bns), cmp.Compare(an, bn))
 }
 
-// localEndpoints are the ready endpoints on node, of one family, for the
-// service port named portName, sorted and distinct.
-func localEndpoints(node string, v4 bool, portName string, proto Protocol, eps []*discoveryv1.EndpointSlice) []netip.AddrPort {
-	want := discoveryv1.AddressTypeIPv6
-	if v4 {
-		want = discoveryv1.AddressTypeIPv4
-	}
-	var out []netip.AddrPort
+// localEndpoints are the endpoints of one family for the service port
+// sp, sorted and distinct; exactly as long as it needs to be, since a
+// speaker keeps one for every Service.
+func localEndpoints(v6 bool, sp Port, eps []*Endpoints) []netip.AddrPort {
+	n := 0
 	for _, es := range eps {
-		if es.AddressType != want {
-			continue
+		if _, ok := targetPort(es, v6, sp); ok {
+			n += len(es.Addrs)
 		}
-		port, ok := targetPort(es.Ports, portName, proto)
-		if !ok {
-			continue
-		}
-		for _, ep := range es.Endpoints {
-			// The API says a nil ready condition means ready.
-			if ep.NodeName == nil || *ep.NodeName != node || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			// Consumers may use only the first address: the rest are
-			// fungible copies of it.
-			if len(ep.Addresses) == 0 {
-				continue
-			}
-			ip, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil {
-				continue
-			}
-			// The slice's address type says the family; an address
-			// that disagrees (or an IPv4-mapped IPv6 one) is not trusted.
-			if ip.Zone() != "" || ip.Is4() != v4 || ip.Is4In6() {
-				continue
-			}
-			ap := netip.AddrPortFrom(ip, port)
-			if !slices.Contains(out, ap) {
-				out = append(out, ap)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, n)
+	for _, es := range eps {
+		if port, ok := targetPort(es, v6, sp); ok {
+			for _, ip := range es.Addrs {
+				out = append(out, netip.AddrPortFrom(ip, port))
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	out = slices.Compact(out)
+	if len(out) < cap(out)/2 {
+		out = slices.Clone(out)
+	}
 	return out
 }
 
-// targetPort finds the slice's port for a service port, matched by name
-// and protocol as kube-proxy does (an unnamed service port matches an
-// unnamed slice port; a nil protocol is TCP).
-func targetPort(ports []discoveryv1.EndpointPort, name string, proto Protocol) (uint16, bool) {
-	for _, p := range ports {
-		n := ""
-		if p.Name != nil {
-			n = *p.Name
+// targetPort is the port of es that service port sp reaches: matched by
+// name and protocol (an unnamed service port matches an unnamed slice
+// port); false when es is of the other family or has none.
+func targetPort(es *Endpoints, v6 bool, sp Port) (uint16, bool) {
+	if es.IPv6 != v6 {
+		return 0, false
+	}
+	for _, p := range es.Ports {
+		if p.Name == sp.Name && p.Protocol == sp.Protocol {
+			return p.Port, true
 		}
-		pp := TCP
-		if p.Protocol != nil {
-			var ok bool
-			if pp, ok = protocol(*p.Protocol); !ok {
-				continue
-			}
-		}
-		if n != name || pp != proto || p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
-			continue
-		}
-		return uint16(*p.Port), true
 	}
 	return 0, false
 }
@@ -200,22 +279,4 @@ func protocol(p corev1.Protocol) (Protocol, bool) {
 		return SCTP, true
 	}
 	return "", false
-}
-
-// ingressIPs are the Service's load-balancer addresses, distinct, with
-// IPv4-mapped IPv6 addresses turned into IPv4 (as the speaker's election
-// does) and zoned ones dropped.
-func ingressIPs(svc *corev1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		ip, err := netip.ParseAddr(in.IP)
-		if err != nil || ip.Zone() != "" {
-			continue
-		}
-		ip = ip.Unmap()
-		if !slices.Contains(ips, ip) {
-			ips = append(ips, ip)
-		}
-	}
-	return ips
 }

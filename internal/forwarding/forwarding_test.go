@@ -16,19 +16,22 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 // Desired is what a node programs for a whole cluster: ForService for each
-// Service with its slices, merged, sorted by Key.
+// LoadBalancer Service with its slices read for node, merged, sorted by
+// Key.
 func Desired(node string, services []corev1.Service, eps []discoveryv1.EndpointSlice) []Rule {
-	byService := map[string][]*discoveryv1.EndpointSlice{}
+	byService := map[string][]*Endpoints{}
 	for i := range eps {
 		if name := eps[i].Labels[discoveryv1.LabelServiceName]; name != "" {
 			key := eps[i].Namespace + "/" + name
-			byService[key] = append(byService[key], &eps[i])
+			e := EndpointsOf(node, &eps[i])
+			byService[key] = append(byService[key], &e)
 		}
 	}
 	perService := make([][]Rule, 0, len(services))
 	for i := range services {
-		svc := &services[i]
-		perService = append(perService, ForService(node, svc, byService[svc.Namespace+"/"+svc.Name]))
+		if svc, ok := ServiceOf(&services[i]); ok {
+			perService = append(perService, ForService(svc, byService[svc.Key]))
+		}
 	}
 	m := Merge(perService...)
 	out := make([]Rule, 0, len(m))

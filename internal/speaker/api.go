@@ -29,8 +29,8 @@ type api struct {
 }
 
 // newAPI makes the clients and informers; the informers run once started.
-// Services, EndpointSlices and ServiceL2Status are trimmed to what a sync
-// reads before they enter the cache (trim.go).
+// Services and EndpointSlices enter the cache as the small values a sync
+// reads, ServiceL2Status trimmed (trim.go).
 func newAPI(c *kube.Client, node, ns string) *api {
 	nodes := kube.For[corev1.Node, corev1.NodeList](c, "nodes", "")
 	secrets := kube.For[corev1.Secret, corev1.SecretList](c, "secrets", ns)
@@ -50,8 +50,9 @@ func newAPI(c *kube.Client, node, ns string) *api {
 		bgpClient:     kube.For[v1beta1.ServiceBGPStatus, v1beta1.ServiceBGPStatusList](c, "servicebgpstatuses", ns),
 	}
 	a.nodes = nodes.Informer("", nil)
-	a.services = services.Informer("", trimService)
-	a.slices = slices.Informer("", newSliceTrimmer(node).trim)
+	t := newTrimmer(node)
+	a.services = services.Informer("", t.service)
+	a.slices = slices.Informer("", t.slice)
 	a.speakers = pods.Informer(labels.SelectorFromSet(SpeakerLabels).String(), nil)
 	a.secrets = secrets.Informer("", nil)
 	a.pools = pools.Informer("", nil)

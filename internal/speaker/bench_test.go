@@ -82,14 +82,15 @@ func BenchmarkSyncStages(b *testing.B) {
 		}
 	})
 	b.Run("derive-one", func(b *testing.B) {
-		st := newStore("node1")
+		st, t := newStore(), newTrimmer("node1")
 		for i := range svcs {
-			st.setService(&svcs[i], false)
-			st.setSlice(&eps[i], false)
+			st.setService(trimmed[*cachedService](t.service(&svcs[i])), false)
+			st.setSlice(nil, trimmed[*cachedSlice](t.slice(&eps[i])))
 		}
 		st.services()
+		es := trimmed[*cachedSlice](t.slice(&eps[0]))
 		for b.Loop() {
-			st.setSlice(&eps[0], false)
+			st.setSlice(es, es)
 			st.services()
 		}
 	})

@@ -91,16 +91,23 @@ type forwarder struct {
 	last     prometheus.Gauge
 	rules    prometheus.Gauge
 	lastFull time.Time
-	// applied is what the last successful sync programmed, to log changes.
-	applied map[forwarding.Key]forwarding.Rule
+	// unlogged are the rule changes computed since the last successful
+	// sync, logged once one programs them.
+	unlogged []ruleChange
 	// desiredRules are the rules last computed, from the Services in from
 	// (see desired); contested says two Services claim one key.
 	desiredRules map[forwarding.Key]forwarding.Rule
 	from         map[string]*service
 	contested    bool
 	// failed says the last sync failed: what changed since the one
-	// before is then unknown to the backend and to logChanges.
+	// before is then unknown to the backend.
 	failed bool
+}
+
+// ruleChange is a rule that appeared (no old), changed, or went (no new).
+type ruleChange struct {
+	old, new forwarding.Rule
+	had, has bool
 }
 
 // newForwarder returns the forwarder for cfg.Dataplane, nil for none.
@@ -129,7 +136,7 @@ func newForwarder(cfg Config) (*forwarder, error) {
 // tests) and registers its metrics.
 func newForwarderWith(s syncer, cfg Config) *forwarder {
 	f := &forwarder{
-		syncer: s, node: cfg.NodeName, log: cfg.Logger, applied: map[forwarding.Key]forwarding.Rule{},
+		syncer: s, node: cfg.NodeName, log: cfg.Logger,
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ironlb_dataplane_sync_duration_seconds",
 			Help:    "Time to check and program the dataplane, by kind: full rebuilds the nftables table or reads all IPVS services back, partial changes what changed since the last sync (often nothing).",
@@ -187,7 +194,7 @@ func (f *forwarder) apply(ctx context.Context, services map[string]*service, min
 	}
 	f.last.Set(float64(time.Now().UnixNano()) / 1e9)
 	f.rules.Set(float64(len(rules)))
-	f.logChanges(rules, changed, res, took)
+	f.logChanges(res, took)
 	return nil
 }
 
@@ -205,9 +212,61 @@ func (f *forwarder) desired(services map[string]*service, mine map[netip.Addr]el
 			return f.desiredRules, changed
 		}
 	}
+	old := f.desiredRules
 	f.desiredRules, f.contested = forwardedRules(services, mine, advertised)
 	f.from = maps.Clone(services)
+	for k, r := range f.desiredRules {
+		o, had := old[k]
+		f.noteChange(o, r, had, true)
+	}
+	for k, o := range old {
+		if _, has := f.desiredRules[k]; !has {
+			f.noteChange(o, forwarding.Rule{}, true, false)
+		}
+	}
 	return f.desiredRules, nil
+}
+
+// noteChange keeps a rule's change for logChanges, if it is one. While
+// syncs keep failing the list is folded to one change per key, so that it
+// never outgrows the rules.
+func (f *forwarder) noteChange(old, new forwarding.Rule, had, has bool) {
+	c := ruleChange{old: old, new: new, had: had, has: has}
+	if c.none() {
+		return
+	}
+	f.unlogged = append(f.unlogged, c)
+	if len(f.unlogged) > 2*len(f.desiredRules)+64 {
+		f.unlogged = foldChanges(f.unlogged)
+	}
+}
+
+func (c ruleChange) key() forwarding.Key {
+	if c.has {
+		return c.new.Key
+	}
+	return c.old.Key
+}
+
+// none says c changes nothing.
+func (c ruleChange) none() bool {
+	return c.had == c.has && (!c.has || c.old.Service == c.new.Service && slices.Equal(c.old.Endpoints, c.new.Endpoints))
+}
+
+// foldChanges makes one change per key of a list of them: from the first
+// old rule to the last new one.
+func foldChanges(cs []ruleChange) []ruleChange {
+	at := map[forwarding.Key]int{}
+	out := make([]ruleChange, 0, len(cs))
+	for _, c := range cs {
+		if i, ok := at[c.key()]; ok {
+			out[i].new, out[i].has = c.new, c.has
+			continue
+		}
+		at[c.key()] = len(out)
+		out = append(out, c)
+	}
+	return slices.DeleteFunc(out, ruleChange.none)
 }
 
 // update changes f.desiredRules for the Services that changed since f.from;
@@ -233,17 +292,29 @@ func (f *forwarder) update(services map[string]*service, mine map[netip.Addr]ele
 		}
 	}
 	// Empty, not nil, when nothing changed: nil would say unknown, and
-	// cost the backend and logChanges a pass over every rule.
+	// cost the backend a pass over every rule.
 	changed := []forwarding.Key{}
+	// before are the rules of the changed keys as they were, to log.
+	before := map[forwarding.Key]forwarding.Rule{}
 	for _, k := range keys {
 		for _, r := range ownRules(f.from[k], mine, nil) {
 			if cur, ok := f.desiredRules[r.Key]; ok && cur.Service == k {
 				delete(f.desiredRules, r.Key)
+				before[r.Key] = cur
 				changed = append(changed, r.Key)
 			}
 		}
 		for _, r := range ownRules(services[k], mine, nil) {
 			if cur, ok := f.desiredRules[r.Key]; ok && cur.Service != k {
+				// Undo: the caller computes everything again, and logs
+				// what differs from the rules as they were.
+				for _, k := range changed {
+					if o, ok := before[k]; ok {
+						f.desiredRules[k] = o
+					} else {
+						delete(f.desiredRules, k)
+					}
+				}
 				return nil, false
 			}
 			f.desiredRules[r.Key] = r
@@ -253,6 +324,15 @@ func (f *forwarder) update(services map[string]*service, mine map[netip.Addr]ele
 			f.from[k] = sv
 		} else {
 			delete(f.from, k)
+		}
+	}
+	noted := make(map[forwarding.Key]bool, len(changed))
+	for _, k := range changed {
+		if !noted[k] {
+			noted[k] = true
+			o, had := before[k]
+			r, has := f.desiredRules[k]
+			f.noteChange(o, r, had, has)
 		}
 	}
 	return changed, true
@@ -291,37 +371,22 @@ func ownRules(sv *service, mine map[netip.Addr]election.Announcement, advertised
 	return rs
 }
 
-// logChanges logs each rule that appeared, changed or went, and repairs,
-// and makes f.applied the rules. changed, when not nil, lists the only
-// keys that may differ.
-func (f *forwarder) logChanges(rules map[forwarding.Key]forwarding.Rule, changed []forwarding.Key, res syncResult, took time.Duration) {
+// logChanges logs each rule that appeared, changed or went since the last
+// successful sync, and repairs.
+func (f *forwarder) logChanges(res syncResult, took time.Duration) {
 	if res.full && res.reason != "first" && res.reason != "requested" {
 		f.log.Warn("dataplane repaired", "node", f.node, "reason", res.reason, "took", took.String())
 	}
-	logKey := func(k forwarding.Key) {
-		o, had := f.applied[k]
-		r, has := rules[k]
-		switch {
-		case has && (!had || !slices.Equal(o.Endpoints, r.Endpoints) || o.Service != r.Service):
+	for _, c := range f.unlogged {
+		if c.has {
+			r := c.new
 			f.log.Info("forwarding set", "service", r.Service, "ip", r.VIP.String(), "port", fmt.Sprintf("%s/%d", r.Protocol, r.Port),
 				"node", f.node, "endpoints", fmt.Sprint(r.Endpoints))
-			f.applied[k] = r
-		case had && !has:
+		} else {
+			o := c.old
 			f.log.Info("forwarding removed", "service", o.Service, "ip", o.VIP.String(), "port", fmt.Sprintf("%s/%d", o.Protocol, o.Port), "node", f.node)
-			delete(f.applied, k)
 		}
 	}
-	if changed != nil {
-		for _, k := range changed {
-			logKey(k)
-		}
-	} else {
-		for k := range rules {
-			logKey(k)
-		}
-		for k := range f.applied {
-			logKey(k)
-		}
-	}
+	f.unlogged = nil
 	f.log.Debug("dataplane synced", "node", f.node, "kind", res.kind(), "operations", res.operations, "took", took.String())
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -228,7 +229,7 @@ func TestDesiredInPlace(t *testing.T) {
 		ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(v)})
 		mine[ip] = election.Announcement{IP: ip}
 	}
-	f := &forwarder{applied: map[forwarding.Key]forwarding.Rule{}}
+	f := &forwarder{}
 	services := map[string]*service{}
 	inPlace := 0
 	for step := range 2000 {
@@ -315,7 +316,8 @@ func TestForwarderChangedKeys(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	fake := knftables.NewFake(knftables.InetFamily, nft.Table)
 	check := &checkSyncer{t: t, next: nftSyncer{nft.NewWith(fake)}, fail: func() bool { return rng.IntN(20) == 0 }}
-	f := newForwarderWith(check, Config{NodeName: "node1", Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	logged := &ruleLog{rules: map[string]string{}}
+	f := newForwarderWith(check, Config{NodeName: "node1", Registry: prometheus.NewRegistry(), Logger: slog.New(logged)})
 	mine := map[netip.Addr]election.Announcement{}
 	for v := range 8 {
 		ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(v)})
@@ -347,12 +349,60 @@ func TestForwarderChangedKeys(t *testing.T) {
 		if got, want := forwardingLines(fake.Dump()), forwardingLines(scratch.Dump()); got != want {
 			t.Fatalf("step %d: the forwarder left\n%s\na full sync builds\n%s", step, got, want)
 		}
+		// The log, read from the start, tells what is forwarded now.
+		said := map[string]string{}
+		for _, r := range want {
+			said[fmt.Sprintf("%s %s/%d", r.VIP, r.Protocol, r.Port)] = r.Service + " " + fmt.Sprint(r.Endpoints)
+		}
+		if !maps.Equal(logged.rules, said) {
+			t.Fatalf("step %d: the log says\n%v\nforwarded is\n%v", step, logged.rules, said)
+		}
 	}
 	// Conflicts between Services (as in TestDesiredInPlace) and failures
 	// send the forwarder back to computing everything.
 	t.Logf("%d of %d syncs were told what changed", check.known, check.calls)
 	if check.known < check.calls/4 {
 		t.Errorf("only %d of %d syncs were told what changed", check.known, check.calls)
+	}
+}
+
+// ruleLog replays the forwarder's "forwarding set" and "forwarding
+// removed" lines: what the log says is forwarded, by address and port.
+type ruleLog struct{ rules map[string]string }
+
+func (l *ruleLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *ruleLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *ruleLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *ruleLog) Handle(_ context.Context, r slog.Record) error {
+	a := map[string]string{}
+	r.Attrs(func(at slog.Attr) bool { a[at.Key] = at.Value.String(); return true })
+	switch k := a["ip"] + " " + a["port"]; r.Message {
+	case "forwarding set":
+		l.rules[k] = a["service"] + " " + a["endpoints"]
+	case "forwarding removed":
+		delete(l.rules, k)
+	}
+	return nil
+}
+
+// TestFoldChanges: changes logged late fold to one per key, from the first
+// rule to the last, and those that end where they began go.
+func TestFoldChanges(t *testing.T) {
+	rule := func(vip string, svc string, ep string) forwarding.Rule {
+		return forwarding.Rule{Key: forwarding.Key{VIP: netip.MustParseAddr(vip), Protocol: forwarding.TCP, Port: 80}, Service: svc,
+			Endpoints: []netip.AddrPort{netip.MustParseAddrPort(ep)}}
+	}
+	a1, a2, a3 := rule("192.0.2.1", "ns/a", "10.0.0.1:80"), rule("192.0.2.1", "ns/a", "10.0.0.2:80"), rule("192.0.2.1", "ns/b", "10.0.0.3:80")
+	b1 := rule("192.0.2.2", "ns/c", "10.0.0.4:80")
+	c1, c2 := rule("192.0.2.3", "ns/d", "10.0.0.5:80"), rule("192.0.2.3", "ns/d", "10.0.0.6:80")
+	got := foldChanges([]ruleChange{
+		{old: a1, new: a2, had: true, has: true}, {new: b1, has: true}, {old: a2, new: a3, had: true, has: true},
+		{old: b1, had: true}, {old: c1, new: c2, had: true, has: true}, {old: c2, new: c1, had: true, has: true},
+	})
+	want := []ruleChange{{old: a1, new: a3, had: true, has: true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("folded to %+v, want %+v", got, want)
 	}
 }
 

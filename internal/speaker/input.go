@@ -1,9 +1,6 @@
 package speaker
 
 import (
-	"net/netip"
-	"slices"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -111,14 +108,4 @@ func selectors(in []metav1.LabelSelector) ([]labels.Selector, bool) {
 		out = append(out, s)
 	}
 	return out, true
-}
-
-func ingressIPs(svc *corev1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil && !slices.Contains(ips, ip.Unmap()) {
-			ips = append(ips, ip.Unmap())
-		}
-	}
-	return ips
 }

@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		announceErrs: map[string]bool{},
 		synced:       make(chan struct{}),
 		dataplane:    fwd,
-		store:        newStore(cfg.NodeName),
+		store:        newStore(),
 		l2Writes:     newLatest(),
 		bgpWrites:    newLatest(),
 	}

@@ -6,11 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
-	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/forwarding"
 )
 
@@ -19,8 +16,8 @@ import (
 // changes only when they do.
 type service struct {
 	key string
-	// obj is the cache's own object, for Events: never change it.
-	obj   *corev1.Service
+	// svc is the cache's own value, for Events: never change it.
+	svc   *cachedService
 	ips   []netip.Addr
 	pool  string
 	local bool
@@ -30,45 +27,38 @@ type service struct {
 	rules []forwarding.Rule
 }
 
-// deriveService is what node makes of svc and its slices; nil when svc is
-// not a LoadBalancer with an address. Pure.
-func deriveService(node string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) *service {
-	if svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+// deriveService is what a node makes of svc and its slices, as its cache
+// keeps them; nil when svc is not a LoadBalancer with an address. Pure.
+func deriveService(svc *cachedService, eps []*cachedSlice) *service {
+	if svc == nil || !svc.lb || len(svc.IPs) == 0 {
 		return nil
 	}
-	ips := ingressIPs(svc)
-	if len(ips) == 0 {
-		return nil
+	fwd := make([]*forwarding.Endpoints, len(eps))
+	for i, es := range eps {
+		fwd[i] = &es.Endpoints
 	}
 	return &service{
-		key:   svc.Namespace + "/" + svc.Name,
-		obj:   svc,
-		ips:   ips,
-		pool:  svc.Annotations[v1beta1.AnnotationAllocatedFromPool],
-		local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		key:   svc.Key,
+		svc:   svc,
+		ips:   svc.IPs,
+		pool:  svc.pool,
+		local: svc.local,
 		ready: readyNodes(eps),
-		rules: forwarding.ForService(node, svc, eps),
+		rules: forwarding.ForService(svc.Service, fwd),
 	}
-}
-
-// sliceService is the Service (namespace/name) an EndpointSlice belongs to.
-func sliceService(es *discoveryv1.EndpointSlice) (string, bool) {
-	name := es.Labels[discoveryv1.LabelServiceName]
-	return es.Namespace + "/" + name, name != ""
 }
 
 // readyNodes are the sorted nodes that hold at least one ready endpoint
-// in eps. A nil ready condition counts as ready, as the EndpointSlice API
-// says it should.
-func readyNodes(eps []*discoveryv1.EndpointSlice) []string {
+// in eps: shared with the slice when there is one.
+func readyNodes(eps []*cachedSlice) []string {
+	if len(eps) == 1 {
+		return eps[0].ready
+	}
 	var out []string
 	for _, es := range eps {
-		for _, ep := range es.Endpoints {
-			if ep.NodeName == nil || *ep.NodeName == "" || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			if !slices.Contains(out, *ep.NodeName) {
-				out = append(out, *ep.NodeName)
+		for _, n := range es.ready {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
 			}
 		}
 	}
@@ -82,12 +72,9 @@ func readyNodes(eps []*discoveryv1.EndpointSlice) []string {
 // what changed, not to everything there is. The informers' handlers write
 // it; the sync loop reads it.
 type store struct {
-	node string
-
 	mu     sync.Mutex
-	svcs   map[string]*corev1.Service
-	slices map[string]map[string]*discoveryv1.EndpointSlice // by Service, then namespace/name
-	owner  map[string]string                                // slice namespace/name to its Service
+	svcs   map[string]*cachedService
+	slices map[string][]*cachedSlice // by Service
 	dirty  map[string]bool
 
 	// derived is the sync loop's alone.
@@ -106,14 +93,12 @@ func (st *store) configChanged() { st.config.Add(1) }
 // configGeneration counts those changes.
 func (st *store) configGeneration() uint64 { return st.config.Load() }
 
-func newStore(node string) *store {
-	return &store{
-		node: node, svcs: map[string]*corev1.Service{}, slices: map[string]map[string]*discoveryv1.EndpointSlice{},
-		owner: map[string]string{}, dirty: map[string]bool{}, derived: map[string]*service{},
-	}
+func newStore() *store {
+	return &store{svcs: map[string]*cachedService{}, slices: map[string][]*cachedSlice{}, dirty: map[string]bool{}, derived: map[string]*service{}}
 }
 
-// serviceHandler and sliceHandler feed the store from informers.
+// serviceHandler and sliceHandler feed the store from the informers,
+// whose transforms made the cached values.
 func (st *store) serviceHandler() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { st.setService(obj, false) },
@@ -124,9 +109,9 @@ func (st *store) serviceHandler() toolscache.ResourceEventHandler {
 
 func (st *store) sliceHandler() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { st.setSlice(obj, false) },
-		UpdateFunc: func(_, obj any) { st.setSlice(obj, false) },
-		DeleteFunc: func(obj any) { st.setSlice(obj, true) },
+		AddFunc:    func(obj any) { st.setSlice(nil, obj) },
+		UpdateFunc: func(old, obj any) { st.setSlice(old, obj) },
+		DeleteFunc: func(obj any) { st.setSlice(obj, nil) },
 	}
 }
 
@@ -140,48 +125,47 @@ func unwrap(obj any) any {
 }
 
 func (st *store) setService(obj any, deleted bool) {
-	svc, ok := unwrap(obj).(*corev1.Service)
+	svc, ok := unwrap(obj).(*cachedService)
 	if !ok {
 		return
 	}
-	key := svc.Namespace + "/" + svc.Name
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if deleted {
-		delete(st.svcs, key)
+		delete(st.svcs, svc.Key)
 	} else {
-		st.svcs[key] = svc
+		st.svcs[svc.Key] = svc
 	}
-	st.dirty[key] = true
+	st.dirty[svc.Key] = true
 }
 
-func (st *store) setSlice(obj any, deleted bool) {
-	es, ok := unwrap(obj).(*discoveryv1.EndpointSlice)
-	if !ok {
-		return
-	}
-	name := es.Namespace + "/" + es.Name
-	key, labelled := sliceService(es)
+// setSlice replaces old (nil when added) with es (nil when deleted): the
+// informer hands over the value it cached before, so a slice relabelled
+// to another Service leaves the first one.
+func (st *store) setSlice(old, es any) {
+	o, _ := unwrap(old).(*cachedSlice)
+	n, _ := es.(*cachedSlice)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	// A slice relabelled to another Service leaves the first one.
-	if old, had := st.owner[name]; had && (deleted || old != key) {
-		delete(st.slices[old], name)
-		if len(st.slices[old]) == 0 {
-			delete(st.slices, old)
+	if o != nil && o.service != "" && (n == nil || n.service != o.service) {
+		list := slices.DeleteFunc(st.slices[o.service], func(e *cachedSlice) bool { return e.key == o.key })
+		if len(list) == 0 {
+			delete(st.slices, o.service)
+		} else {
+			st.slices[o.service] = list
 		}
-		delete(st.owner, name)
-		st.dirty[old] = true
+		st.dirty[o.service] = true
 	}
-	if deleted || !labelled {
+	if n == nil || n.service == "" {
 		return
 	}
-	if st.slices[key] == nil {
-		st.slices[key] = map[string]*discoveryv1.EndpointSlice{}
+	list := st.slices[n.service]
+	if i := slices.IndexFunc(list, func(e *cachedSlice) bool { return e.key == n.key }); i >= 0 {
+		list[i] = n
+	} else {
+		st.slices[n.service] = append(list, n)
 	}
-	st.slices[key][name] = es
-	st.owner[name] = key
-	st.dirty[key] = true
+	st.dirty[n.service] = true
 }
 
 // services derives again what changed since the last call and returns
@@ -191,16 +175,13 @@ func (st *store) setSlice(obj any, deleted bool) {
 func (st *store) services() (map[string]*service, bool) {
 	st.mu.Lock()
 	type change struct {
-		svc *corev1.Service
-		eps []*discoveryv1.EndpointSlice
+		svc *cachedService
+		eps []*cachedSlice
 	}
+	// The lists are copied: setSlice changes them in place.
 	changes := make(map[string]change, len(st.dirty))
 	for key := range st.dirty {
-		c := change{svc: st.svcs[key]}
-		for _, es := range st.slices[key] {
-			c.eps = append(c.eps, es)
-		}
-		changes[key] = c
+		changes[key] = change{svc: st.svcs[key], eps: slices.Clone(st.slices[key])}
 	}
 	clear(st.dirty)
 	st.mu.Unlock()
@@ -208,7 +189,7 @@ func (st *store) services() (map[string]*service, bool) {
 	elect := false
 	for key, c := range changes {
 		old := st.derived[key]
-		sv := deriveService(st.node, c.svc, c.eps)
+		sv := deriveService(c.svc, c.eps)
 		if sv != nil {
 			st.derived[key] = sv
 		} else {

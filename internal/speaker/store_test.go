@@ -12,24 +12,26 @@ import (
 )
 
 func TestStore(t *testing.T) {
-	lb := func(name, ip string) *corev1.Service {
+	apiLB := func(name, ip string) *corev1.Service {
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
 			Spec:   corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
 			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: ip}}}}}
 	}
-	es := func(name, svc, node, ip string) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{
+	t1 := newTrimmer("node1")
+	lb := func(name, ip string) *cachedService { return trimmed[*cachedService](t1.service(apiLB(name, ip))) }
+	es := func(name, svc, node, ip string) *cachedSlice {
+		return trimmed[*cachedSlice](t1.slice(&discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
 			AddressType: discoveryv1.AddressTypeIPv4,
 			Ports:       []discoveryv1.EndpointPort{{Port: ptr(int32(8080))}},
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, NodeName: ptr(node)}},
-		}
+		}))
 	}
-	st := newStore("node1")
+	st := newStore()
 	svcH, sliceH := st.serviceHandler(), st.sliceHandler()
 	svcH.OnAdd(lb("a", "192.0.2.1"), true)
 	svcH.OnAdd(lb("b", "192.0.2.2"), true)
-	svcH.OnAdd(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cip"}}, true)
+	svcH.OnAdd(trimmed[*cachedService](t1.service(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cip"}})), true)
 	sliceH.OnAdd(es("a-1", "a", "node1", "10.0.0.1"), true)
 	sliceH.OnAdd(es("a-2", "a", "node2", "10.0.0.2"), true)
 	sliceH.OnAdd(es("b-1", "b", "node1", "10.0.0.3"), true)
@@ -48,7 +50,7 @@ func TestStore(t *testing.T) {
 	}
 
 	// A slice moving from b to a changes both, and only them.
-	sliceH.OnUpdate(nil, es("b-1", "a", "node3", "10.0.0.3"))
+	sliceH.OnUpdate(es("b-1", "b", "node1", "10.0.0.3"), es("b-1", "a", "node3", "10.0.0.3"))
 	got, elect = st.services()
 	if !elect {
 		t.Error("ready nodes changed, but not for the election")
@@ -60,7 +62,7 @@ func TestStore(t *testing.T) {
 		t.Errorf("ns/a ready = %v after b-1 joined it, want node1..3", got["ns/a"].ready)
 	}
 	a = got["ns/a"]
-	sliceH.OnUpdate(nil, es("other", "c", "node1", "10.0.0.9"))
+	sliceH.OnAdd(es("other", "c", "node1", "10.0.0.9"), false)
 	if got, elect = st.services(); got["ns/a"] != a || elect {
 		t.Errorf("ns/a was derived again (%v) or the election told of a change (%v), though nothing of it changed", got["ns/a"] != a, elect)
 	}
@@ -83,20 +85,30 @@ func TestStore(t *testing.T) {
 	}
 }
 
-// deriveServices derives every Service in lists, as the store does one by
-// one: the tests' and benchmarks' way to a snapshot's services.
+// trimmed is what an informer transform made.
+func trimmed[T any](obj any, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return obj.(T)
+}
+
+// deriveServices derives every Service in lists as node's cache keeps
+// them, as the store does one by one: the tests' and benchmarks' way to a
+// snapshot's services.
 func deriveServices(node string, svcs []corev1.Service, eps []discoveryv1.EndpointSlice) map[string]*service {
-	byService := map[string][]*discoveryv1.EndpointSlice{}
+	t := newTrimmer(node)
+	byService := map[string][]*cachedSlice{}
 	for i := range eps {
-		if key, ok := sliceService(&eps[i]); ok {
-			byService[key] = append(byService[key], &eps[i])
+		if es := trimmed[*cachedSlice](t.slice(&eps[i])); es.service != "" {
+			byService[es.service] = append(byService[es.service], es)
 		}
 	}
 	out := map[string]*service{}
 	for i := range svcs {
-		key := svcs[i].Namespace + "/" + svcs[i].Name
-		if sv := deriveService(node, &svcs[i], byService[key]); sv != nil {
-			out[key] = sv
+		svc := trimmed[*cachedService](t.service(&svcs[i]))
+		if sv := deriveService(svc, byService[svc.Key]); sv != nil {
+			out[svc.Key] = sv
 		}
 	}
 	return out

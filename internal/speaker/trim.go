@@ -8,142 +8,132 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ironlb/ironlb/api/v1beta1"
+	"github.com/ironlb/ironlb/internal/forwarding"
 )
 
 // The informer cache holds every Service and EndpointSlice of the
-// cluster, and the speaker reads a few fields of each: the trims below
-// keep only those, so that 10,000 Services do not weigh what 10,000
-// complete objects weigh. They run before an object enters the cache, so
-// nothing in the speaker ever sees more; what they keep is all a sync
-// reads (see deriveService) and what an Event needs to name its object.
+// cluster, and a sync reads a few fields of each. So the cache does not
+// keep API objects for them: the trims below turn each object, before it
+// enters the cache, into a small value holding what a sync reads (see
+// deriveService), already parsed, and what identifies it for the
+// informer and for Events. At 10,000 Services of 10 endpoints that is
+// about a fifth of what even trimmed API objects weighed. ServiceL2Status
+// objects stay API objects, less their labels.
 
-// trimMeta keeps what identifies an object (for Events and status
-// writes), and the labels and annotations named.
-func trimMeta(m *metav1.ObjectMeta, keepLabel func(string) bool, keepAnnotation func(string) bool) metav1.ObjectMeta {
-	out := metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp,
-	}
-	out.Labels = keep(m.Labels, keepLabel)
-	out.Annotations = keep(m.Annotations, keepAnnotation)
-	return out
+// cachedService is what the cache keeps of a Service.
+type cachedService struct {
+	// Service has the Service's key; its addresses and ports only for a
+	// LoadBalancer.
+	forwarding.Service
+	uid types.UID
+	// rv is the resource version: the informer tells an update from a
+	// resync by it.
+	rv    string
+	lb    bool
+	local bool
+	// pool is the pool the controller allocated from (interned).
+	pool string
 }
 
-func keep(m map[string]string, ok func(string) bool) map[string]string {
-	var out map[string]string
-	for k, v := range m {
-		if ok != nil && ok(k) {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
+// GetObjectMeta makes what the informer reads of an object: its name and
+// resource version.
+func (s *cachedService) GetObjectMeta() metav1.Object {
+	ns, name, _ := strings.Cut(s.Key, "/")
+	return &metav1.ObjectMeta{Namespace: ns, Name: name, UID: s.uid, ResourceVersion: s.rv}
 }
 
-// trimService keeps of a Service its identity, its type, and, for a
-// LoadBalancer, its ports, traffic policy, addresses and IronLB's
-// annotations.
-func trimService(obj any) (any, error) {
+// ref is the Service's reference for Events.
+func (s *cachedService) ref() *corev1.ObjectReference {
+	ns, name, _ := strings.Cut(s.Key, "/")
+	return &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name, UID: s.uid, ResourceVersion: s.rv}
+}
+
+// cachedSlice is what the cache keeps of an EndpointSlice, read for one
+// node.
+type cachedSlice struct {
+	// Endpoints are the slice's ports and its ready endpoints on the node.
+	forwarding.Endpoints
+	// key is the slice's namespace/name; service its Service's, "" when
+	// it has no service-name label.
+	key, service string
+	rv           string
+	// ready are the nodes with a ready endpoint of any address type,
+	// sorted and distinct (interned).
+	ready []string
+}
+
+func (s *cachedSlice) GetObjectMeta() metav1.Object {
+	ns, name, _ := strings.Cut(s.key, "/")
+	return &metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: s.rv}
+}
+
+// trimmer turns Services and EndpointSlices into what the cache keeps,
+// for one node. Node and pool names, repeated in thousands of objects,
+// are kept once.
+type trimmer struct {
+	node string
+
+	mu      sync.Mutex
+	strings map[string]string
+}
+
+func newTrimmer(node string) *trimmer {
+	return &trimmer{node: node, strings: map[string]string{}}
+}
+
+// intern is the shared copy of s. Names of nodes and pools long gone
+// stay: a few bytes each.
+func (t *trimmer) intern(s string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.strings[s]; ok {
+		return c
+	}
+	t.strings[s] = s
+	return s
+}
+
+// service is the informer transform for Services. Other objects pass
+// unchanged (the informer may hand back what it already trimmed).
+func (t *trimmer) service(obj any) (any, error) {
 	svc, ok := obj.(*corev1.Service)
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Service{TypeMeta: svc.TypeMeta, Spec: corev1.ServiceSpec{Type: svc.Spec.Type}}
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		out.ObjectMeta = trimMeta(&svc.ObjectMeta, nil, nil)
-		return out, nil
+	fs, lb := forwarding.ServiceOf(svc)
+	out := &cachedService{Service: fs, uid: svc.UID, rv: svc.ResourceVersion, lb: lb}
+	if lb {
+		out.local = svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		out.pool = t.intern(svc.Annotations[v1beta1.AnnotationAllocatedFromPool])
 	}
-	out.ObjectMeta = trimMeta(&svc.ObjectMeta, nil, func(k string) bool { return strings.HasPrefix(k, v1beta1.GroupVersion.Group+"/") })
-	out.Spec.ExternalTrafficPolicy = svc.Spec.ExternalTrafficPolicy
-	out.Spec.Ports = make([]corev1.ServicePort, len(svc.Spec.Ports))
-	for i, p := range svc.Spec.Ports {
-		out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port}
-	}
-	out.Status.LoadBalancer = svc.Status.LoadBalancer
 	return out, nil
 }
 
-// sliceTrimmer trims EndpointSlices for one node: it keeps each ready
-// endpoint on the node with its first address (the only one consumers may
-// use), and of the endpoints on other nodes only one per node that is
-// ready, without addresses: that the node has one is all the election and
-// the routes ask. Node names are shared between slices.
-type sliceTrimmer struct {
-	node string
-
-	mu    sync.Mutex
-	names map[string]*string
-}
-
-func newSliceTrimmer(node string) *sliceTrimmer {
-	return &sliceTrimmer{node: node, names: map[string]*string{}}
-}
-
-// isReady is the one Ready condition every trimmed endpoint points to.
-var isReady = ptr(true)
-
-func (t *sliceTrimmer) trim(obj any) (any, error) {
+// slice is the informer transform for EndpointSlices.
+func (t *trimmer) slice(obj any) (any, error) {
 	es, ok := obj.(*discoveryv1.EndpointSlice)
 	if !ok {
 		return obj, nil
 	}
-	out := &discoveryv1.EndpointSlice{
-		TypeMeta:    es.TypeMeta,
-		ObjectMeta:  trimMeta(&es.ObjectMeta, func(k string) bool { return k == discoveryv1.LabelServiceName }, nil),
-		AddressType: es.AddressType,
-		Ports:       es.Ports,
+	out := &cachedSlice{Endpoints: forwarding.EndpointsOf(t.node, es), key: es.Namespace + "/" + es.Name, rv: es.ResourceVersion}
+	if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
+		out.service = es.Namespace + "/" + name
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// Room for all, then exactly what is kept: growing by appends would
-	// leave half the space of a 10-endpoint slice unused.
-	out.Endpoints = make([]discoveryv1.Endpoint, 0, len(es.Endpoints))
+	// A nil ready condition counts as ready, as the API says it should.
 	for _, ep := range es.Endpoints {
 		if ep.NodeName == nil || *ep.NodeName == "" || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
 			continue
 		}
-		name := t.name(*ep.NodeName)
-		if *name != t.node {
-			if !containsNode(out.Endpoints, *name) {
-				out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: isReady}})
-			}
-			continue
+		if !slices.Contains(out.ready, *ep.NodeName) {
+			out.ready = append(out.ready, t.intern(*ep.NodeName))
 		}
-		if len(ep.Addresses) == 0 {
-			continue
-		}
-		out.Endpoints = append(out.Endpoints, discoveryv1.Endpoint{
-			Addresses: ep.Addresses[:1:1], NodeName: name, Conditions: discoveryv1.EndpointConditions{Ready: isReady},
-		})
 	}
-	if len(out.Endpoints) < cap(out.Endpoints) {
-		out.Endpoints = slices.Clone(out.Endpoints)
-	}
+	slices.Sort(out.ready)
+	out.ready = slices.Clip(out.ready)
 	return out, nil
-}
-
-// name is the shared copy of a node name. Names of nodes long gone stay:
-// a few bytes each.
-func (t *sliceTrimmer) name(n string) *string {
-	p, ok := t.names[n]
-	if !ok {
-		p = &n
-		t.names[n] = p
-	}
-	return p
-}
-
-func containsNode(eps []discoveryv1.Endpoint, node string) bool {
-	for _, ep := range eps {
-		if *ep.NodeName == node {
-			return true
-		}
-	}
-	return false
 }
 
 // trimL2Status drops the labels of a ServiceL2Status (they find a
@@ -153,6 +143,10 @@ func trimL2Status(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := &v1beta1.ServiceL2Status{TypeMeta: st.TypeMeta, ObjectMeta: trimMeta(&st.ObjectMeta, nil, nil), Status: st.Status}
+	m := &st.ObjectMeta
+	out := &v1beta1.ServiceL2Status{TypeMeta: st.TypeMeta, Status: st.Status, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp,
+	}}
 	return out, nil
 }
