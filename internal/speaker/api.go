@@ -29,8 +29,8 @@ type api struct {
 }
 
 // newAPI makes the clients and informers; the informers run once started.
-// Services and EndpointSlices enter the cache as the small values a sync
-// reads, ServiceL2Status trimmed (trim.go).
+// Services, EndpointSlices and ServiceL2Status enter the cache as the
+// small values a sync reads (trim.go).
 func newAPI(c *kube.Client, node, ns string) *api {
 	nodes := kube.For[corev1.Node, corev1.NodeList](c, "nodes", "")
 	secrets := kube.For[corev1.Secret, corev1.SecretList](c, "secrets", ns)
@@ -60,7 +60,7 @@ func newAPI(c *kube.Client, node, ns string) *api {
 	a.peers = peers.Informer("", nil)
 	a.bgpAds = bgpAds.Informer("", nil)
 	a.communities = communities.Informer("", nil)
-	a.l2Statuses = a.l2Client.Informer("", trimL2Status)
+	a.l2Statuses = a.l2Client.Informer("", t.l2Status)
 	a.sessionStates = a.sessionClient.Informer("", nil)
 	a.bgpStatuses = a.bgpClient.Informer("", nil)
 	return a

@@ -126,13 +126,24 @@ func TestDesiredStatuses(t *testing.T) {
 	if web == nil {
 		t.Fatal("no object for demo/web")
 	}
-	want := v1beta1.ServiceL2StatusStatus{Node: "node1", ServiceName: "web", ServiceNamespace: "demo",
-		Interfaces: []v1beta1.InterfaceInfo{{Name: "eth0"}, {Name: "eth1"}}, Addresses: []string{"192.168.100.100", "fd00:100::100"}}
-	if !reflect.DeepEqual(web.Status, want) {
-		t.Errorf("demo/web status = %+v, want %+v", web.Status, want)
+	want := &l2Status{namespace: "ironlb-system", name: l2StatusName("demo/web", "node1"), node: "node1", service: "demo/web",
+		addrs: []netip.Addr{v4, v6}, ifaces: []string{"eth0", "eth1"}}
+	if !reflect.DeepEqual(web, want) {
+		t.Errorf("demo/web status = %+v, want %+v", web, want)
 	}
-	if web.Labels[LabelServiceName] != "web" || web.Labels[LabelServiceNamespace] != "demo" || web.Namespace != "ironlb-system" {
-		t.Errorf("demo/web metadata = %+v", web.ObjectMeta)
+	obj := web.object()
+	wantStatus := v1beta1.ServiceL2StatusStatus{Node: "node1", ServiceName: "web", ServiceNamespace: "demo",
+		Interfaces: []v1beta1.InterfaceInfo{{Name: "eth0"}, {Name: "eth1"}}, Addresses: []string{"192.168.100.100", "fd00:100::100"}}
+	if !reflect.DeepEqual(obj.Status, wantStatus) {
+		t.Errorf("demo/web object status = %+v, want %+v", obj.Status, wantStatus)
+	}
+	if obj.Labels[LabelServiceName] != "web" || obj.Labels[LabelServiceNamespace] != "demo" || obj.Namespace != "ironlb-system" || obj.Name != want.name {
+		t.Errorf("demo/web metadata = %+v", obj.ObjectMeta)
+	}
+	// The cache reads back what the object says.
+	obj.ResourceVersion = "5"
+	if back := l2StatusOf(obj, func(s string) string { return s }); !back.says(web) || back.rv != "5" || back.name != web.name {
+		t.Errorf("read back as %+v", back)
 	}
 	if l2StatusName("a-b/c", "n") == l2StatusName("a/b-c", "n") || l2StatusName("a/b", "n1") == l2StatusName("a/b", "n2") {
 		t.Error("names collide")
@@ -144,10 +155,10 @@ func TestDesiredStatuses(t *testing.T) {
 // answered, or listed by nobody is answered at once.
 func TestHoldHandovers(t *testing.T) {
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
-	status := func(node string, addrs ...string) v1beta1.ServiceL2Status {
-		return v1beta1.ServiceL2Status{Status: v1beta1.ServiceL2StatusStatus{Node: node, Addresses: addrs}}
+	status := func(node string, addrs ...string) *l2Status {
+		return l2StatusOf(&v1beta1.ServiceL2Status{Status: v1beta1.ServiceL2StatusStatus{Node: node, Addresses: addrs}}, func(s string) string { return s })
 	}
-	statuses := []v1beta1.ServiceL2Status{
+	statuses := []*l2Status{
 		status("node2", "10.0.0.1", "fd00::1"), // alive: wait
 		status("node3", "10.0.0.2"),            // not alive: crashed, no wait
 		status("node1", "10.0.0.3"),            // this node's own

@@ -16,7 +16,6 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1beta1"
 	"github.com/ironlb/ironlb/internal/election"
-	"github.com/ironlb/ironlb/internal/kube"
 )
 
 // Labels on ServiceL2Status objects, to find them by Service.
@@ -34,36 +33,88 @@ func l2StatusName(key, node string) string {
 	return "l2-" + hex.EncodeToString(sum[:8])
 }
 
-// desiredStatuses are the ServiceL2Status objects this node must have: one
-// per Service it announces, by object name.
-func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announcement) map[string]*v1beta1.ServiceL2Status {
-	out := map[string]*v1beta1.ServiceL2Status{}
+// l2Status is what a ServiceL2Status says: as the cache keeps it (the
+// informer's transform parses each object into one), and as this node
+// wants its own to say.
+type l2Status struct {
+	// namespace/name of the object, and its resource version (empty
+	// when wanted, not read).
+	namespace, name, rv string
+	// node answers for addrs on ifaces (none: every interface), for the
+	// Service namespace/name.
+	node, service string
+	addrs         []netip.Addr // sorted
+	ifaces        []string     // sorted
+}
+
+func (st *l2Status) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: st.namespace, Name: st.name, ResourceVersion: st.rv}
+}
+
+// l2StatusOf parses obj. Addresses that do not parse are left out: no
+// speaker writes one.
+func l2StatusOf(obj *v1beta1.ServiceL2Status, intern func(string) string) *l2Status {
+	out := &l2Status{
+		namespace: intern(obj.Namespace), name: obj.Name, rv: obj.ResourceVersion, node: intern(obj.Status.Node),
+		service: obj.Status.ServiceNamespace + "/" + obj.Status.ServiceName,
+	}
+	for _, a := range obj.Status.Addresses {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out.addrs = append(out.addrs, ip)
+		}
+	}
+	for _, i := range obj.Status.Interfaces {
+		out.ifaces = append(out.ifaces, intern(i.Name))
+	}
+	return out
+}
+
+// object is the ServiceL2Status that says st, labelled with its Service.
+func (st *l2Status) object() *v1beta1.ServiceL2Status {
+	ns, name, _ := strings.Cut(st.service, "/")
+	obj := &v1beta1.ServiceL2Status{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: st.namespace, Name: st.name, ResourceVersion: st.rv,
+			Labels: map[string]string{LabelServiceName: name, LabelServiceNamespace: ns},
+		},
+		Status: v1beta1.ServiceL2StatusStatus{Node: st.node, ServiceName: name, ServiceNamespace: ns},
+	}
+	for _, ip := range st.addrs {
+		obj.Status.Addresses = append(obj.Status.Addresses, ip.String())
+	}
+	for _, i := range st.ifaces {
+		obj.Status.Interfaces = append(obj.Status.Interfaces, v1beta1.InterfaceInfo{Name: i})
+	}
+	return obj
+}
+
+// says tells whether st and o say the same.
+func (st *l2Status) says(o *l2Status) bool {
+	return st.node == o.node && st.service == o.service && slices.Equal(st.addrs, o.addrs) && slices.Equal(st.ifaces, o.ifaces)
+}
+
+// desiredStatuses are the statuses this node must have: one per Service
+// it announces, by object name.
+func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announcement) map[string]*l2Status {
+	out := map[string]*l2Status{}
 	for _, a := range mine {
 		for _, key := range a.Services {
-			ns, name, _ := strings.Cut(key, "/")
-			obj := &v1beta1.ServiceL2Status{
-				ObjectMeta: metav1.ObjectMeta{
-					Name:      l2StatusName(key, node),
-					Namespace: namespace,
-					Labels:    map[string]string{LabelServiceName: name, LabelServiceNamespace: ns},
-				},
-				Status: v1beta1.ServiceL2StatusStatus{Node: node, ServiceName: name, ServiceNamespace: ns},
+			name := l2StatusName(key, node)
+			st := out[name]
+			if st == nil {
+				st = &l2Status{namespace: namespace, name: name, node: node, service: key}
+				out[name] = st
 			}
-			if prev, ok := out[obj.Name]; ok {
-				// A dual-stack Service has two addresses; list both and
-				// every interface either is answered on.
-				obj.Status.Interfaces = prev.Status.Interfaces
-				obj.Status.Addresses = prev.Status.Addresses
-			}
-			obj.Status.Addresses = append(obj.Status.Addresses, a.IP.String())
-			slices.Sort(obj.Status.Addresses)
+			// A dual-stack Service has two addresses; list both and
+			// every interface either is answered on.
+			st.addrs = append(st.addrs, a.IP)
+			slices.SortFunc(st.addrs, netip.Addr.Compare)
 			for _, i := range a.Interfaces {
-				if !slices.ContainsFunc(obj.Status.Interfaces, func(x v1beta1.InterfaceInfo) bool { return x.Name == i }) {
-					obj.Status.Interfaces = append(obj.Status.Interfaces, v1beta1.InterfaceInfo{Name: i})
+				if !slices.Contains(st.ifaces, i) {
+					st.ifaces = append(st.ifaces, i)
 				}
 			}
-			slices.SortFunc(obj.Status.Interfaces, func(a, b v1beta1.InterfaceInfo) int { return strings.Compare(a.Name, b.Name) })
-			out[obj.Name] = obj
+			slices.Sort(st.ifaces)
 		}
 	}
 	return out
@@ -71,8 +122,15 @@ func desiredStatuses(node, namespace string, mine map[netip.Addr]election.Announ
 
 // listStatuses reads every ServiceL2Status from the cache, shared with
 // it: read them, never change them.
-func (s *speaker) listStatuses() []v1beta1.ServiceL2Status {
-	return kube.Items[v1beta1.ServiceL2Status](s.api.l2Statuses)
+func (s *speaker) listStatuses() []*l2Status {
+	objs := s.api.l2Statuses.GetStore().List()
+	out := make([]*l2Status, 0, len(objs))
+	for _, o := range objs {
+		if st, ok := o.(*l2Status); ok {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // handoverTimeout bounds how long a newly won address waits for the live
@@ -112,24 +170,19 @@ func (s *speaker) holdHandovers(mine map[netip.Addr]election.Announcement, alive
 }
 
 // hold is holdHandovers on statuses read.
-func (s *speaker) hold(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]election.Announcement, alive []string) map[netip.Addr]bool {
+func (s *speaker) hold(statuses []*l2Status, mine map[netip.Addr]election.Announcement, alive []string) map[netip.Addr]bool {
 	claimed := map[netip.Addr]string{}
 	listed := map[netip.Addr]bool{}
-	for i := range statuses {
-		st := &statuses[i].Status
-		self := st.Node == s.cfg.NodeName
-		if !self && !slices.Contains(alive, st.Node) {
+	for _, st := range statuses {
+		self := st.node == s.cfg.NodeName
+		if !self && !slices.Contains(alive, st.node) {
 			continue
 		}
-		for _, a := range st.Addresses {
-			ip, err := netip.ParseAddr(a)
-			if err != nil {
-				continue
-			}
+		for _, ip := range st.addrs {
 			if self {
 				listed[ip] = true
 			} else {
-				claimed[ip] = st.Node
+				claimed[ip] = st.node
 			}
 		}
 	}
@@ -173,9 +226,9 @@ func (s *speaker) hold(statuses []v1beta1.ServiceL2Status, mine map[netip.Addr]e
 // them to know when that node has let go.
 func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]election.Announcement, alive []string) error {
 	statuses := s.listStatuses()
-	have := map[string]*v1beta1.ServiceL2Status{}
-	for i := range statuses {
-		have[statuses[i].Name] = &statuses[i]
+	have := make(map[string]*l2Status, len(statuses))
+	for _, st := range statuses {
+		have[st.name] = st
 	}
 	want := desiredStatuses(s.cfg.NodeName, s.cfg.Namespace, mine)
 	reporter := len(alive) > 0 && alive[0] == s.cfg.NodeName
@@ -184,21 +237,23 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 	for name, w := range want {
 		cur := have[name]
 		if cur == nil {
-			created, err := s.api.l2Client.Create(ctx, w, metav1.CreateOptions{})
+			created, err := s.api.l2Client.Create(ctx, w.object(), metav1.CreateOptions{})
 			if err != nil && !apierrors.IsAlreadyExists(err) {
 				errs = append(errs, fmt.Errorf("creating servicel2status %s: %w", name, err))
 				continue
 			} else if err != nil {
 				continue // the cache is behind; the next sync updates it
 			}
-			cur = created
+			cur = l2StatusOf(created, func(s string) string { return s })
 		}
-		if statusEqual(cur.Status, w.Status) {
+		if cur.says(w) {
 			continue
 		}
-		upd := cur.DeepCopy()
-		upd.Status = w.Status
-		if _, err := s.api.l2Client.UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		// The API server takes only the status (and the resource
+		// version, checked) of a status update.
+		upd := *w
+		upd.rv = cur.rv
+		if _, err := s.api.l2Client.UpdateStatus(ctx, upd.object(), metav1.UpdateOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("writing servicel2status %s: %w", name, err))
 		}
 	}
@@ -206,22 +261,17 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 		if want[name] != nil {
 			continue
 		}
-		mineToDrop := cur.Status.Node == s.cfg.NodeName
-		orphan := reporter && !slices.Contains(alive, cur.Status.Node)
+		mineToDrop := cur.node == s.cfg.NodeName
+		orphan := reporter && !slices.Contains(alive, cur.node)
 		if !mineToDrop && !orphan {
 			continue
 		}
-		err := s.api.l2Client.Delete(ctx, cur.Name, deleteIfUnchanged(cur.ResourceVersion))
+		err := s.api.l2Client.Delete(ctx, cur.name, deleteIfUnchanged(cur.rv))
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("deleting servicel2status %s: %w", name, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func statusEqual(a, b v1beta1.ServiceL2StatusStatus) bool {
-	return a.Node == b.Node && a.ServiceName == b.ServiceName && a.ServiceNamespace == b.ServiceNamespace &&
-		slices.Equal(a.Interfaces, b.Interfaces) && slices.Equal(a.Addresses, b.Addresses)
 }
 
 // deleteIfUnchanged deletes an object only at the resource version read:

@@ -21,7 +21,7 @@ import (
 // deriveService), already parsed, and what identifies it for the
 // informer and for Events. At 10,000 Services of 10 endpoints that is
 // about a fifth of what even trimmed API objects weighed. ServiceL2Status
-// objects stay API objects, less their labels.
+// objects become l2Status values the same way (l2status.go).
 
 // cachedService is what the cache keeps of a Service.
 type cachedService struct {
@@ -136,17 +136,11 @@ func (t *trimmer) slice(obj any) (any, error) {
 	return out, nil
 }
 
-// trimL2Status drops the labels of a ServiceL2Status (they find a
-// Service's statuses with kubectl; the speaker reads the status).
-func trimL2Status(obj any) (any, error) {
+// l2Status is the informer transform for ServiceL2Status.
+func (t *trimmer) l2Status(obj any) (any, error) {
 	st, ok := obj.(*v1beta1.ServiceL2Status)
 	if !ok {
 		return obj, nil
 	}
-	m := &st.ObjectMeta
-	out := &v1beta1.ServiceL2Status{TypeMeta: st.TypeMeta, Status: st.Status, ObjectMeta: metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp,
-	}}
-	return out, nil
+	return l2StatusOf(st, t.intern), nil
 }
