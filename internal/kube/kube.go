@@ -13,17 +13,14 @@ import (
 	"net/http"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/gentype"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/flowcontrol"
 )
 
@@ -110,8 +107,12 @@ func (c *Client) Scheme() *runtime.Scheme { return c.scheme }
 // Resource is a typed client for one resource in one namespace ("" for a
 // cluster-scoped resource, or for all namespaces).
 type Resource[T Object, L runtime.Object] struct {
-	*gentype.ClientWithList[T, L]
-	newObj func() T
+	rc        rest.Interface
+	params    runtime.ParameterCodec
+	resource  string
+	namespace string
+	newObj    func() T
+	newList   func() L
 }
 
 // For returns the typed client for resource (the plural in URLs,
@@ -133,8 +134,70 @@ func For[V, LV any, T interface {
 	if err != nil {
 		panic(fmt.Sprintf("kube: client for %s: %v", resource, err))
 	}
-	rc := c.rests[kinds[0].GroupVersion()]
-	return Resource[T, L]{gentype.NewClientWithList(resource, rc, c.params, namespace, newObj, func() L { return L(new(LV)) }), newObj}
+	return Resource[T, L]{
+		rc: c.rests[kinds[0].GroupVersion()], params: c.params, resource: resource, namespace: namespace,
+		newObj: newObj, newList: func() L { return L(new(LV)) },
+	}
+}
+
+// request starts a request for the resource (and subresources), in the
+// namespace when there is one.
+func (r Resource[T, L]) request(verb string, subresources ...string) *rest.Request {
+	return r.rc.Verb(verb).NamespaceIfScoped(r.namespace, r.namespace != "").Resource(r.resource).SubResource(subresources...)
+}
+
+// into runs req and decodes what the API server returned into a new T.
+func (r Resource[T, L]) into(ctx context.Context, req *rest.Request) (T, error) {
+	out := r.newObj()
+	if err := req.Do(ctx).Into(out); err != nil {
+		return *new(T), err
+	}
+	return out, nil
+}
+
+// Get reads the object called name.
+func (r Resource[T, L]) Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error) {
+	return r.into(ctx, r.request("GET").Name(name).VersionedParams(&opts, r.params))
+}
+
+// List lists the objects opts selects.
+func (r Resource[T, L]) List(ctx context.Context, opts metav1.ListOptions) (L, error) {
+	out := r.newList()
+	if err := r.request("GET").VersionedParams(&opts, r.params).Do(ctx).Into(out); err != nil {
+		return *new(L), err
+	}
+	return out, nil
+}
+
+// Watch watches the objects opts selects.
+func (r Resource[T, L]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return r.request("GET").VersionedParams(&opts, r.params).Watch(ctx)
+}
+
+// Create creates obj.
+func (r Resource[T, L]) Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error) {
+	return r.into(ctx, r.request("POST").VersionedParams(&opts, r.params).Body(obj))
+}
+
+// Update replaces obj, at its resource version.
+func (r Resource[T, L]) Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error) {
+	return r.into(ctx, r.request("PUT").Name(obj.GetName()).VersionedParams(&opts, r.params).Body(obj))
+}
+
+// UpdateStatus replaces obj's status, at its resource version.
+func (r Resource[T, L]) UpdateStatus(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error) {
+	return r.into(ctx, r.request("PUT", "status").Name(obj.GetName()).VersionedParams(&opts, r.params).Body(obj))
+}
+
+// Delete deletes the object called name.
+func (r Resource[T, L]) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	return r.request("DELETE").Name(name).Body(&opts).Do(ctx).Error()
+}
+
+// Patch applies a patch of type pt to the object called name.
+func (r Resource[T, L]) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions) (T, error) {
+	return r.into(ctx, r.request("PATCH").Name(name).VersionedParams(&opts, r.params).SetHeader("Content-Type", string(pt)).Body(data))
 }
 
 // Informer returns an informer over r's objects that match selector (""
@@ -178,32 +241,4 @@ func Items[V any](inf cache.SharedIndexInformer) []V {
 		out = append(out, *o.(*V))
 	}
 	return out
-}
-
-// Recorder returns an Event recorder for component on host, and a
-// function that flushes and stops it. Events are core/v1 Events, which
-// clients of events.k8s.io/v1 read too; the recorder aggregates repeats.
-func (c *Client) Recorder(component, host string) (record.EventRecorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(eventSink{c})
-	return b.NewRecorder(c.scheme, corev1.EventSource{Component: component, Host: host}), b.Shutdown
-}
-
-// eventSink writes Events into their own namespace.
-type eventSink struct{ c *Client }
-
-func (s eventSink) events(ns string) Resource[*corev1.Event, *corev1.EventList] {
-	return For[corev1.Event, corev1.EventList](s.c, "events", ns)
-}
-
-func (s eventSink) Create(e *corev1.Event) (*corev1.Event, error) {
-	return s.events(e.Namespace).Create(context.Background(), e, metav1.CreateOptions{})
-}
-
-func (s eventSink) Update(e *corev1.Event) (*corev1.Event, error) {
-	return s.events(e.Namespace).Update(context.Background(), e, metav1.UpdateOptions{})
-}
-
-func (s eventSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
-	return s.events(e.Namespace).Patch(context.Background(), e.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
 }

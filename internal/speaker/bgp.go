@@ -146,7 +146,7 @@ func routesInput(snap snapshot, node string) routes.Input {
 	}
 	for _, sv := range snap.services {
 		in.Services = append(in.Services, routes.Service{
-			Key: sv.key, IPs: sv.ips, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
+			Key: sv.Key, IPs: sv.IPs, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
 		})
 	}
 	return in

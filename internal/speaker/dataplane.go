@@ -365,7 +365,7 @@ func ownRules(sv *service, mine map[netip.Addr]election.Announcement, advertised
 	}
 	rs := sv.rules
 	lost := func(r forwarding.Rule) bool { _, ok := mine[r.VIP]; return !ok }
-	if !advertised[sv.key] && slices.ContainsFunc(rs, lost) {
+	if !advertised[sv.Key] && slices.ContainsFunc(rs, lost) {
 		rs = slices.DeleteFunc(slices.Clone(rs), lost)
 	}
 	return rs

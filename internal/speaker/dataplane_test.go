@@ -447,7 +447,7 @@ func BenchmarkForwarderEndpointChange(b *testing.B) {
 	snap := benchSnapshot(n)
 	mine := map[netip.Addr]election.Announcement{}
 	for _, sv := range snap.services {
-		for _, ip := range sv.ips {
+		for _, ip := range sv.IPs {
 			mine[ip] = election.Announcement{IP: ip}
 		}
 	}

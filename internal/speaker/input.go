@@ -83,7 +83,7 @@ func input(s snapshot, alive []string) election.Input {
 	}
 	for _, sv := range s.services {
 		in.Services = append(in.Services, election.Service{
-			Key: sv.key, IPs: sv.ips, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
+			Key: sv.Key, IPs: sv.IPs, Pool: sv.pool, Local: sv.local, ReadyNodes: sv.ready,
 		})
 	}
 	return in

@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer healthLn.Close()
 	}
-	events, stopEvents := kc.Recorder("ironlb-speaker", cfg.NodeName)
+	events, stopEvents := kc.Recorder("ironlb-speaker", cfg.NodeName, cfg.Logger)
 	defer stopEvents()
 
 	// Not ctx: members would shut down the moment the signal arrives,

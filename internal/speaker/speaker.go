@@ -12,9 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/ironlb/ironlb/internal/election"
+	"github.com/ironlb/ironlb/internal/kube"
 	"github.com/ironlb/ironlb/internal/layer2"
 	"github.com/ironlb/ironlb/internal/members"
 	"github.com/ironlb/ironlb/internal/routes"
@@ -35,7 +35,7 @@ const resyncInterval = 5 * time.Second
 type speaker struct {
 	cfg       Config
 	api       *api
-	events    record.EventRecorder
+	events    *kube.Recorder
 	log       *slog.Logger
 	members   *members.Members
 	announcer *layer2.Announcer
@@ -374,7 +374,7 @@ func (s *speaker) logChanges(mine map[netip.Addr]election.Announcement, listed m
 			// A speaker restarted on the node that announced all along
 			// (its status says so) has no news to tell.
 			if sv := services[key]; sv != nil && !had && !listed[ip] {
-				s.events.Eventf(sv.svc.ref(), corev1.EventTypeNormal, ReasonNodeAssigned,
+				s.events.Eventf(sv.ref(), corev1.EventTypeNormal, ReasonNodeAssigned,
 					"announcing %s from node %s with protocol layer2 (%s) on interfaces %s", ip, s.cfg.NodeName, protocol(ip), ifaces)
 			}
 		}
@@ -420,7 +420,7 @@ func (s *speaker) reportAnnounceErrors(err error, mine map[netip.Addr]election.A
 		s.log.Warn("announce failed", "node", s.cfg.NodeName, "ip", ae.Addr.String(), "interface", ae.Interface, "err", ae.Err)
 		for _, svcKey := range mine[ae.Addr].Services {
 			if sv := services[svcKey]; sv != nil {
-				s.events.Eventf(sv.svc.ref(), corev1.EventTypeWarning, ReasonAnnounceFailed,
+				s.events.Eventf(sv.ref(), corev1.EventTypeWarning, ReasonAnnounceFailed,
 					"node %s cannot answer for %s on interface %q: %v; fix the L2Advertisement's interfaces or the node", s.cfg.NodeName, ae.Addr, ae.Interface, ae.Err)
 			}
 		}
@@ -471,7 +471,7 @@ func (s *speaker) reportProblems(res election.Result, alive []string, services m
 		}
 		s.log.Warn("service not announced", "service", p.Service, "ip", addrString(p.IP), "pool", p.Pool, "reason", string(p.Reason), "err", p.Message)
 		if sv := services[p.Service]; sv != nil && reporter {
-			s.events.Eventf(sv.svc.ref(), corev1.EventTypeWarning, ReasonNotAnnounced, "%s: %s", p.Kind, p.Message)
+			s.events.Eventf(sv.ref(), corev1.EventTypeWarning, ReasonNotAnnounced, "%s: %s", p.Kind, p.Message)
 		}
 	}
 	if quorum && s.quorumLost {

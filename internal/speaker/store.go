@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,12 +14,8 @@ import (
 // address: derived from the Service and its EndpointSlices alone, so it
 // changes only when they do.
 type service struct {
-	key string
-	// svc is the cache's own value, for Events: never change it.
-	svc   *cachedService
-	ips   []netip.Addr
-	pool  string
-	local bool
+	// cachedService is the cache's own value: never change it.
+	*cachedService
 	// ready are the nodes with a ready endpoint, sorted.
 	ready []string
 	// rules forward its addresses to this node's own ready endpoints.
@@ -37,15 +32,7 @@ func deriveService(svc *cachedService, eps []*cachedSlice) *service {
 	for i, es := range eps {
 		fwd[i] = &es.Endpoints
 	}
-	return &service{
-		key:   svc.Key,
-		svc:   svc,
-		ips:   svc.IPs,
-		pool:  svc.pool,
-		local: svc.local,
-		ready: readyNodes(eps),
-		rules: forwarding.ForService(svc.Service, fwd),
-	}
+	return &service{cachedService: svc, ready: readyNodes(eps), rules: forwarding.ForService(svc.Service, fwd)}
 }
 
 // readyNodes are the sorted nodes that hold at least one ready endpoint
@@ -205,5 +192,5 @@ func sameElection(a, b *service) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.key == b.key && a.pool == b.pool && a.local == b.local && slices.Equal(a.ips, b.ips) && slices.Equal(a.ready, b.ready)
+	return a.Key == b.Key && a.pool == b.pool && a.local == b.local && slices.Equal(a.IPs, b.IPs) && slices.Equal(a.ready, b.ready)
 }

@@ -78,8 +78,8 @@ func TestTrimKeepsWhatASyncReads(t *testing.T) {
 			cslices = append(cslices, trimmed[*cachedSlice](t1.slice(es.DeepCopy())))
 		}
 		got := deriveService(csvc, cslices)
-		if got.key != "ns/web" || got.pool != "lan" || !got.local || !reflect.DeepEqual(got.ips, []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}) {
-			t.Errorf("%s derives key %q pool %q local %v addresses %v", node, got.key, got.pool, got.local, got.ips)
+		if got.Key != "ns/web" || got.pool != "lan" || !got.local || !reflect.DeepEqual(got.IPs, []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}) {
+			t.Errorf("%s derives key %q pool %q local %v addresses %v", node, got.Key, got.pool, got.local, got.IPs)
 		}
 		if !reflect.DeepEqual(got.ready, []string{"node1", "node2", "node3"}) {
 			t.Errorf("%s: ready nodes %v, want node1..3", node, got.ready)
