@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,9 +55,21 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Logger = logger
-	if soft := startup.MemoryLimit(); soft > 0 {
-		logger.Info("memory limit", "node", cfg.NodeName, "soft_limit_bytes", soft)
+	if cfg.Profiling {
+		// Heap profiles fine enough to tell apart structures of a few
+		// hundred kilobytes (the default samples every 512 KiB).
+		runtime.MemProfileRate = 16 << 10
 	}
+	// Most of a speaker's heap is its cache of Services and the state
+	// derived from it, which lives as long as they do; what each sync
+	// allocates is small. Go's default lets the heap double before a
+	// collection, and on every node. At 40% growth a speaker with 10,000
+	// Services holds tens of megabytes less for a few more collections a
+	// minute (README, make bench-dataplane). Calico's Felix, also a
+	// dataplane agent on every node, defaults to 40 for the same reason.
+	gc := startup.GCPercent(40)
+	soft := startup.MemoryLimit()
+	logger.Info("go runtime", "node", cfg.NodeName, "gc_percent", gc, "soft_limit_bytes", soft)
 	if *bind != "" {
 		ip, err := netip.ParseAddr(*bind)
 		if err != nil {

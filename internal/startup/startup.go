@@ -39,6 +39,18 @@ func Rest(kubeconfig string, qps float64, burst int) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// GCPercent makes percent the collector's target heap growth, unless GOGC
+// says otherwise, and returns the target in effect (-1: off).
+func GCPercent(percent int) int {
+	if os.Getenv("GOGC") != "" {
+		p := debug.SetGCPercent(100)
+		debug.SetGCPercent(p)
+		return p
+	}
+	debug.SetGCPercent(percent)
+	return percent
+}
+
 // MemoryLimitEnv names the variable the manifests fill with the
 // container's memory limit in bytes (a resourceFieldRef).
 const MemoryLimitEnv = "MEMORY_LIMIT"
