@@ -279,6 +279,45 @@ type kernel struct {
 // the last message asks for an acknowledgement, and the kernel reports
 // every failing message, so the first error or that one acknowledgement
 // ends the wait. ctx's cancellation or deadline ends it too.
+// sendBatch writes msgs to the kernel in one sendto, laid out in one
+// buffer of exactly their size. netlink.Conn.SendMessages would copy each
+// message and grow the buffer by appends: for a full sync at 10,000
+// Services, some 60 MB of garbage every minute on top of the 20 MB batch.
+func sendBatch(c *netlink.Conn, msgs []netlink.Message) error {
+	size := 0
+	for _, m := range msgs {
+		size += align4(unix.NLMSG_HDRLEN + len(m.Data))
+	}
+	b := make([]byte, size)
+	off := 0
+	for _, m := range msgs {
+		n := unix.NLMSG_HDRLEN + len(m.Data)
+		binary.NativeEndian.PutUint32(b[off:], uint32(n))
+		binary.NativeEndian.PutUint16(b[off+4:], uint16(m.Header.Type))
+		binary.NativeEndian.PutUint16(b[off+6:], uint16(m.Header.Flags))
+		binary.NativeEndian.PutUint32(b[off+8:], m.Header.Sequence)
+		binary.NativeEndian.PutUint32(b[off+12:], m.Header.PID)
+		copy(b[off+unix.NLMSG_HDRLEN:], m.Data)
+		off += align4(n)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	// The socket is non-blocking: on EAGAIN the poller waits (within the
+	// connection's deadline) and calls again.
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
 func (k *kernel) send(ctx context.Context, body []netlink.Message) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -330,7 +369,7 @@ func (k *kernel) send(ctx context.Context, body []netlink.Message) (err error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := c.SendMessages(msgs); err != nil {
+	if err := sendBatch(c, msgs); err != nil {
 		return fmt.Errorf("sending %d nftables messages (%d bytes): %w", len(msgs), size, ctxErr(ctx, err))
 	}
 	for {
