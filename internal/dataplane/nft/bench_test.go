@@ -252,10 +252,7 @@ func buildCost(rules []forwarding.Rule) (bytes int, took time.Duration) {
 	tx := newNlTx(nil)
 	(&Syncer{}).full(tx, want)
 	tx.closeElems()
-	for _, m := range tx.msgs {
-		bytes += 16 + len(m.Data)
-	}
-	return bytes, time.Since(start)
+	return len(tx.batch.b), time.Since(start)
 }
 
 func reportMemory(b *testing.B) {

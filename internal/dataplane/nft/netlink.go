@@ -47,12 +47,20 @@ const (
 
 // nlTx is a transaction as nfnetlink messages, sent by run.
 type nlTx struct {
-	k    *kernel
-	msgs []netlink.Message
-	ops  int
-	// elems is the open element message, if any, that further elements
-	// of the same set and direction join.
-	elems     *attrs
+	k *kernel
+	// batch is the batch as the kernel reads it, written in place: a
+	// BATCH_BEGIN message, then the transaction's messages (run adds
+	// BATCH_END). At 10,000 services a full sync is 20 MB; building each
+	// message apart and copying them together would make that three
+	// times over in garbage.
+	batch attrs
+	// starts are the offsets of the transaction's messages in batch; the
+	// last one's length is set by done.
+	starts []int
+	ops    int
+	// elems says the last message is an element message that further
+	// elements of the same set and direction join.
+	elems     bool
 	elemsType uint16
 	elemsSet  string
 	elemsList int // offset of the open NFTA_SET_ELEM_LIST_ELEMENTS
@@ -61,23 +69,42 @@ type nlTx struct {
 	err    error
 }
 
-func newNlTx(k *kernel) *nlTx { return &nlTx{k: k} }
+func newNlTx(k *kernel) *nlTx {
+	t := &nlTx{k: k}
+	t.header(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request)
+	t.batch.b = append(t.batch.b, unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES)
+	t.setLength(0)
+	return t
+}
+
+// header appends a netlink message header, its length left to setLength
+// and its sequence number to the kernel's send.
+func (t *nlTx) header(typ uint16, flags netlink.HeaderFlags) {
+	b := t.batch.b
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, uint16(flags))
+	t.batch.b = append(b, make([]byte, 8)...)
+}
+
+// setLength makes the message at start end where the batch ends now.
+func (t *nlTx) setLength(start int) {
+	binary.NativeEndian.PutUint32(t.batch.b[start:], uint32(len(t.batch.b)-start))
+}
 
 func (t *nlTx) operations() int { return t.ops }
 
 // msg starts a message of type typ (NFT_MSG_*) for family inet.
 func (t *nlTx) msg(typ uint16, flags netlink.HeaderFlags) *attrs {
 	t.closeElems()
-	a := &attrs{b: []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}}
-	t.msgs = append(t.msgs, netlink.Message{Header: netlink.Header{
-		Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ),
-		Flags: netlink.Request | flags,
-	}})
-	return a
+	t.starts = append(t.starts, len(t.batch.b))
+	t.header(unix.NFNL_SUBSYS_NFTABLES<<8|typ, netlink.Request|flags)
+	t.batch.b = append(t.batch.b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
+	return &t.batch
 }
 
-// done sets the last message's data.
-func (t *nlTx) done(a *attrs) { t.msgs[len(t.msgs)-1].Data = a.b }
+// done ends the last message where the batch ends.
+func (t *nlTx) done(*attrs) { t.setLength(t.starts[len(t.starts)-1]) }
 
 func (t *nlTx) table(typ uint16, flags netlink.HeaderFlags, comment string) {
 	a := t.msg(typ, flags)
@@ -205,7 +232,7 @@ func (t *nlTx) deleteBackend(k forwarding.Key, i int, _ netip.AddrPort) {
 // carries a value, or a goto to chain, or (deleted) only its key.
 func (t *nlTx) element(typ uint16, set string, key, value []byte, chain string) {
 	t.ops++
-	if t.elems == nil || t.elemsType != typ || t.elemsSet != set || len(t.elems.b)-t.elemsList > elemsPerMessage {
+	if !t.elems || t.elemsType != typ || t.elemsSet != set || len(t.batch.b)-t.elemsList > elemsPerMessage {
 		flags := netlink.HeaderFlags(0)
 		if typ == unix.NFT_MSG_NEWSETELEM {
 			flags = netlink.Create
@@ -213,10 +240,10 @@ func (t *nlTx) element(typ uint16, set string, key, value []byte, chain string) 
 		a := t.msg(typ, flags)
 		a.str(unix.NFTA_SET_ELEM_LIST_TABLE, Table)
 		a.str(unix.NFTA_SET_ELEM_LIST_SET, set)
-		t.elems, t.elemsType, t.elemsSet = a, typ, set
+		t.elems, t.elemsType, t.elemsSet = true, typ, set
 		t.elemsList = a.nest(unix.NFTA_SET_ELEM_LIST_ELEMENTS)
 	}
-	a := t.elems
+	a := &t.batch
 	e := a.nest(unix.NFTA_LIST_ELEM)
 	k := a.nest(unix.NFTA_SET_ELEM_KEY)
 	a.bytes(unix.NFTA_DATA_VALUE, key)
@@ -240,12 +267,12 @@ func (t *nlTx) element(typ uint16, set string, key, value []byte, chain string) 
 
 // closeElems finishes the open element message, if any.
 func (t *nlTx) closeElems() {
-	if t.elems == nil {
+	if !t.elems {
 		return
 	}
-	t.elems.end(t.elemsList)
-	t.done(t.elems)
-	t.elems = nil
+	t.batch.end(t.elemsList)
+	t.done(&t.batch)
+	t.elems = false
 }
 
 // run sends the transaction as one batch (see kernel.send).
@@ -254,10 +281,14 @@ func (t *nlTx) run(ctx context.Context) error {
 	if t.err != nil {
 		return t.err
 	}
-	if len(t.msgs) == 0 {
+	if len(t.starts) == 0 {
 		return nil
 	}
-	return t.k.send(ctx, t.msgs)
+	end := len(t.batch.b)
+	t.header(unix.NFNL_MSG_BATCH_END, netlink.Request)
+	t.batch.b = append(t.batch.b, unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES)
+	t.setLength(end)
+	return t.k.send(ctx, t.batch.b, t.starts)
 }
 
 // kernel is New's two netlink sockets, kept open from one sync to the
@@ -279,27 +310,8 @@ type kernel struct {
 // the last message asks for an acknowledgement, and the kernel reports
 // every failing message, so the first error or that one acknowledgement
 // ends the wait. ctx's cancellation or deadline ends it too.
-// sendBatch writes msgs to the kernel in one sendto, laid out in one
-// buffer of exactly their size. netlink.Conn.SendMessages would copy each
-// message and grow the buffer by appends: for a full sync at 10,000
-// Services, some 60 MB of garbage every minute on top of the 20 MB batch.
-func sendBatch(c *netlink.Conn, msgs []netlink.Message) error {
-	size := 0
-	for _, m := range msgs {
-		size += align4(unix.NLMSG_HDRLEN + len(m.Data))
-	}
-	b := make([]byte, size)
-	off := 0
-	for _, m := range msgs {
-		n := unix.NLMSG_HDRLEN + len(m.Data)
-		binary.NativeEndian.PutUint32(b[off:], uint32(n))
-		binary.NativeEndian.PutUint16(b[off+4:], uint16(m.Header.Type))
-		binary.NativeEndian.PutUint16(b[off+6:], uint16(m.Header.Flags))
-		binary.NativeEndian.PutUint32(b[off+8:], m.Header.Sequence)
-		binary.NativeEndian.PutUint32(b[off+12:], m.Header.PID)
-		copy(b[off+unix.NLMSG_HDRLEN:], m.Data)
-		off += align4(n)
-	}
+// sendBatch writes b to the kernel in one sendto.
+func sendBatch(c *netlink.Conn, b []byte) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -316,9 +328,10 @@ func sendBatch(c *netlink.Conn, msgs []netlink.Message) error {
 	return serr
 }
 
-func align4(n int) int { return (n + 3) &^ 3 }
-
-func (k *kernel) send(ctx context.Context, body []netlink.Message) (err error) {
+// send sends batch, a BATCH_BEGIN message, the messages at starts and a
+// BATCH_END message, numbering them all and asking the kernel to
+// acknowledge the last of starts, and waits for that acknowledgement.
+func (k *kernel) send(ctx context.Context, batch []byte, starts []int) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -339,25 +352,21 @@ func (k *kernel) send(ctx context.Context, body []netlink.Message) (err error) {
 			k.conn = nil
 		}
 	}()
-	batch := func(typ uint16) netlink.Message {
-		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
-			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
-	}
-	msgs := make([]netlink.Message, 0, len(body)+2)
-	msgs = append(msgs, batch(unix.NFNL_MSG_BATCH_BEGIN))
-	msgs = append(msgs, body...)
-	msgs = append(msgs, batch(unix.NFNL_MSG_BATCH_END))
-	size := 0
-	for i := range msgs {
+	// Every message gets a sequence number: walk them by their lengths.
+	var last uint32
+	for off := 0; off < len(batch); off += int(binary.NativeEndian.Uint32(batch[off:])) {
 		k.seq++
 		if k.seq == 0 {
 			k.seq++
 		}
-		msgs[i].Header.Sequence = k.seq
-		size += 16 + len(msgs[i].Data)
+		binary.NativeEndian.PutUint32(batch[off+8:], k.seq)
+		if off == starts[len(starts)-1] {
+			last = k.seq
+			flags := binary.NativeEndian.Uint16(batch[off+6:])
+			binary.NativeEndian.PutUint16(batch[off+6:], flags|uint16(netlink.Acknowledge))
+		}
 	}
-	last := &msgs[len(msgs)-2]
-	last.Header.Flags |= netlink.Acknowledge
+	size, n := len(batch), len(starts)+2
 	// The batch goes in one sendmsg, which must fit the send buffer:
 	// megabytes at 10,000 services. nft raises it the same way.
 	if err := setSockopt(c, unix.SO_SNDBUFFORCE, size+(64<<10)); err != nil {
@@ -369,16 +378,16 @@ func (k *kernel) send(ctx context.Context, body []netlink.Message) (err error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := sendBatch(c, msgs); err != nil {
-		return fmt.Errorf("sending %d nftables messages (%d bytes): %w", len(msgs), size, ctxErr(ctx, err))
+	if err := sendBatch(c, batch); err != nil {
+		return fmt.Errorf("sending %d nftables messages (%d bytes): %w", n, size, ctxErr(ctx, err))
 	}
 	for {
 		replies, err := c.Receive()
 		if err != nil {
-			return fmt.Errorf("nftables transaction of %d messages: %w", len(msgs), ctxErr(ctx, err))
+			return fmt.Errorf("nftables transaction of %d messages: %w", n, ctxErr(ctx, err))
 		}
 		for _, r := range replies {
-			if r.Header.Type == netlink.Error && r.Header.Sequence == last.Header.Sequence {
+			if r.Header.Type == netlink.Error && r.Header.Sequence == last {
 				return nil
 			}
 		}

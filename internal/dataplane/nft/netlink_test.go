@@ -86,11 +86,19 @@ func TestElementMessages(t *testing.T) {
 		t.Errorf("%d operations, want %d", tx.operations(), want)
 	}
 	elemMsgs := 0
-	for _, m := range tx.msgs {
-		if len(m.Data) > 65535 {
-			t.Fatalf("a message of %d bytes", len(m.Data))
+	for i, start := range tx.starts {
+		end := len(tx.batch.b)
+		if i+1 < len(tx.starts) {
+			end = tx.starts[i+1]
 		}
-		if uint16(m.Header.Type)&0xff == 12 { // NFT_MSG_NEWSETELEM
+		length := int(binary.NativeEndian.Uint32(tx.batch.b[start:]))
+		if length != end-start {
+			t.Fatalf("message %d says %d bytes, spans %d", i, length, end-start)
+		}
+		if length > 65535 {
+			t.Fatalf("a message of %d bytes", length)
+		}
+		if binary.NativeEndian.Uint16(tx.batch.b[start+4:])&0xff == 12 { // NFT_MSG_NEWSETELEM
 			elemMsgs++
 		}
 	}
@@ -99,5 +107,5 @@ func TestElementMessages(t *testing.T) {
 	if elemMsgs > 30 {
 		t.Errorf("%d element messages for 33,000 elements", elemMsgs)
 	}
-	t.Logf("%d messages, %d with elements", len(tx.msgs), elemMsgs)
+	t.Logf("%d messages, %d with elements", len(tx.starts), elemMsgs)
 }
