@@ -71,10 +71,16 @@ type nlTx struct {
 
 func newNlTx(k *kernel) *nlTx {
 	t := &nlTx{k: k}
-	t.header(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request)
-	t.batch.b = append(t.batch.b, unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES)
-	t.setLength(0)
+	t.batchMsg(unix.NFNL_MSG_BATCH_BEGIN)
 	return t
+}
+
+// batchMsg appends a BATCH_BEGIN or BATCH_END message for nf_tables.
+func (t *nlTx) batchMsg(typ uint16) {
+	start := len(t.batch.b)
+	t.header(typ, netlink.Request)
+	t.batch.b = append(t.batch.b, unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES)
+	t.setLength(start)
 }
 
 // header appends a netlink message header, its length left to setLength
@@ -284,10 +290,7 @@ func (t *nlTx) run(ctx context.Context) error {
 	if len(t.starts) == 0 {
 		return nil
 	}
-	end := len(t.batch.b)
-	t.header(unix.NFNL_MSG_BATCH_END, netlink.Request)
-	t.batch.b = append(t.batch.b, unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES)
-	t.setLength(end)
+	t.batchMsg(unix.NFNL_MSG_BATCH_END)
 	return t.k.send(ctx, t.batch.b, t.starts)
 }
 
