@@ -142,7 +142,7 @@ func TestDesiredStatuses(t *testing.T) {
 	}
 	// The cache reads back what the object says.
 	obj.ResourceVersion = "5"
-	if back := l2StatusOf(obj, func(s string) string { return s }); !back.says(web) || back.rv != "5" || back.name != web.name {
+	if back := l2StatusOf(obj, nil); !back.says(web) || back.rv != "5" || back.name != web.name {
 		t.Errorf("read back as %+v", back)
 	}
 	if l2StatusName("a-b/c", "n") == l2StatusName("a/b-c", "n") || l2StatusName("a/b", "n1") == l2StatusName("a/b", "n2") {
@@ -156,7 +156,7 @@ func TestDesiredStatuses(t *testing.T) {
 func TestHoldHandovers(t *testing.T) {
 	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	status := func(node string, addrs ...string) *l2Status {
-		return l2StatusOf(&v1beta1.ServiceL2Status{Status: v1beta1.ServiceL2StatusStatus{Node: node, Addresses: addrs}}, func(s string) string { return s })
+		return l2StatusOf(&v1beta1.ServiceL2Status{Status: v1beta1.ServiceL2StatusStatus{Node: node, Addresses: addrs}}, nil)
 	}
 	statuses := []*l2Status{
 		status("node2", "10.0.0.1", "fd00::1"), // alive: wait

@@ -51,9 +51,13 @@ func (st *l2Status) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Namespace: st.namespace, Name: st.name, ResourceVersion: st.rv}
 }
 
-// l2StatusOf parses obj. Addresses that do not parse are left out: no
-// speaker writes one.
+// l2StatusOf parses obj, keeping the strings intern returns for its
+// namespace, node and interfaces (nil: obj's own). Addresses that do not
+// parse are left out: no speaker writes one.
 func l2StatusOf(obj *v1beta1.ServiceL2Status, intern func(string) string) *l2Status {
+	if intern == nil {
+		intern = func(s string) string { return s }
+	}
 	out := &l2Status{
 		namespace: intern(obj.Namespace), name: obj.Name, rv: obj.ResourceVersion, node: intern(obj.Status.Node),
 		service: obj.Status.ServiceNamespace + "/" + obj.Status.ServiceName,
@@ -244,7 +248,7 @@ func (s *speaker) writeStatuses(ctx context.Context, mine map[netip.Addr]electio
 			} else if err != nil {
 				continue // the cache is behind; the next sync updates it
 			}
-			cur = l2StatusOf(created, func(s string) string { return s })
+			cur = l2StatusOf(created, nil)
 		}
 		if cur.says(w) {
 			continue
